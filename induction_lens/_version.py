@@ -1,0 +1,3 @@
+"""Package version, in one place."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,120 @@
+"""Named presets for the paper's four model series, each at paper scale and at laptop scale.
+
+Paper scale follows "Model Details": small models (attention-only and with MLPs, 1-6 layers)
+have d_model 768, 12 heads of 64, context 8192, vocabulary 2^16, 10,000 steps of ~1M tokens
+with a snapshot every 50 steps and a weight-decay reduction at step 4750; the full-scale
+family has d_model = 128 * n_layers, heads of 64, snapshots at steps 2^k; smeared-key models
+are the small attention-only models with smeared keys. The paper does not give learning rates,
+batch composition or weight-decay values: the values below are our choices (documented here
+and in the docs), not the paper's.
+
+Laptop scale keeps every architectural choice but shrinks widths so that the 2-layer
+attention-only model forms an induction head in about a minute on 2 CPU cores: d_model 64,
+4 heads of 16, context 128, vocabulary 512, batch 32, AdamW 3e-3 with 50 warm-up steps
+(the recipe measured in ``FACTS.md``). The laptop full-scale family uses d_model = 16 *
+n_layers with heads of 16 and a linear snapshot schedule (the phase change would fall between
+two log-spaced snapshots of a 1000-step run).
+"""
+
+from dataclasses import dataclass, replace
+from typing import Literal, get_args
+
+import pandas as pd
+
+from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
+
+Scale = Literal["laptop", "paper"]
+Family = Literal["attn-only", "mlp", "smeared", "full"]
+
+SMALL_LAYERS = (1, 2, 3, 4, 5, 6)
+SMEARED_LAYERS = (1, 2)
+FULL_LAYERS = (4, 6, 10, 16, 24, 40)
+
+_LAPTOP_SMALL = ModelSpec(n_layers=1, d_model=64, n_heads=4, d_head=16, n_ctx=128, d_vocab=512)
+_PAPER_SMALL = ModelSpec(n_layers=1, d_model=768, n_heads=12, d_head=64, n_ctx=8192,
+                         d_vocab=2**16)
+_LAPTOP_TRAIN = TrainConfig(steps=1000, batch_size=32, lr=3e-3, warmup_steps=50,
+                            checkpoint_every=50)
+_PAPER_SMALL_TRAIN = TrainConfig(steps=10_000, batch_size=128, lr=1e-3, warmup_steps=1430,
+                                 weight_decay=0.01, weight_decay_steps=((4750, 0.001),),
+                                 checkpoint_every=50)
+_PAPER_FULL_TRAIN = TrainConfig(steps=2**17, batch_size=128, lr=6e-4, warmup_steps=1430,
+                                lr_schedule="cosine", checkpoint_schedule="log")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named model of one of the paper's series, at both scales."""
+
+    name: str
+    family: Family
+    description: str
+    laptop: RunConfig
+    paper: RunConfig
+
+    def at(self, scale: Scale) -> RunConfig:
+        if scale not in get_args(Scale):
+            raise ConfigError(f"scale={scale!r} is not one of {get_args(Scale)}")
+        return self.laptop if scale == "laptop" else self.paper
+
+
+def _small(name: str, family: Family, n_layers: int, *, attn_only: bool, smeared: bool,
+           description: str) -> Preset:
+    laptop = replace(_LAPTOP_SMALL, n_layers=n_layers, attn_only=attn_only, smeared_keys=smeared)
+    paper = replace(_PAPER_SMALL, n_layers=n_layers, attn_only=attn_only, smeared_keys=smeared)
+    return Preset(name, family, description,
+                  RunConfig(laptop, _LAPTOP_TRAIN, DataSpec(), preset=name),
+                  RunConfig(paper, _PAPER_SMALL_TRAIN, DataSpec(), preset=name))
+
+
+def _full(n_layers: int) -> Preset:
+    name = f"full-{n_layers}l"
+    paper = ModelSpec(n_layers=n_layers, d_model=128 * n_layers, n_heads=2 * n_layers, d_head=64,
+                      n_ctx=8192, d_vocab=2**16, attn_only=False)
+    laptop = ModelSpec(n_layers=n_layers, d_model=16 * n_layers, n_heads=n_layers, d_head=16,
+                       n_ctx=128, d_vocab=512, attn_only=False)
+    return Preset(name, "full", f"full-scale family, {n_layers} layers, d_model = 128*{n_layers} "
+                  f"at paper scale ({paper.n_params / 1e6:.0f}M non-embedding params)",
+                  RunConfig(laptop, _LAPTOP_TRAIN, DataSpec(), preset=name),
+                  RunConfig(paper, _PAPER_FULL_TRAIN, DataSpec(), preset=name))
+
+
+def _registry() -> dict[str, Preset]:
+    presets: list[Preset] = []
+    for n in SMALL_LAYERS:
+        presets.append(_small(f"attn-only-{n}l", "attn-only", n, attn_only=True, smeared=False,
+                              description=f"small attention-only model, {n} layer(s)"))
+    for n in SMALL_LAYERS:
+        presets.append(_small(f"mlp-{n}l", "mlp", n, attn_only=False, smeared=False,
+                              description=f"small model with MLPs, {n} layer(s)"))
+    for n in SMEARED_LAYERS:
+        presets.append(_small(f"smeared-{n}l", "smeared", n, attn_only=True, smeared=True,
+                              description=f"attention-only with smeared keys, {n} layer(s)"))
+    presets.extend(_full(n) for n in FULL_LAYERS)
+    return {p.name: p for p in presets}
+
+
+PRESETS: dict[str, Preset] = _registry()
+"""Every preset by name (``induction-lens presets`` lists them)."""
+
+
+def get_preset(name: str, scale: Scale = "laptop") -> RunConfig:
+    """The :class:`RunConfig` of preset ``name`` at ``scale`` ("laptop" or "paper")."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; run `induction-lens presets` to list them "
+                          f"(e.g. {', '.join(list(PRESETS)[:3])})")
+    return PRESETS[name].at(scale)
+
+
+def list_presets(scale: Scale = "laptop") -> pd.DataFrame:
+    """One row per preset with its architecture and training length at ``scale``."""
+    rows = []
+    for p in PRESETS.values():
+        cfg = p.at(scale)
+        m = cfg.model
+        rows.append({"name": p.name, "family": p.family, "n_layers": m.n_layers,
+                     "d_model": m.d_model, "n_heads": m.n_heads, "d_head": m.d_head,
+                     "mlp": not m.attn_only, "smeared_keys": m.smeared_keys, "n_ctx": m.n_ctx,
+                     "d_vocab": m.d_vocab, "params": m.n_params, "steps": cfg.train.steps,
+                     "description": p.description})
+    return pd.DataFrame(rows)

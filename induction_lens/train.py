@@ -1,0 +1,210 @@
+"""Training loop that writes snapshots into the local hub.
+
+AdamW with linear warm-up, an optional cosine decay and an optional weight-decay schedule,
+gradient clipping, and checkpoints on a linear ("every N steps", the paper's small models) or
+log ("2^k steps", the paper's full-scale models) schedule, always including step 0 (the
+initialisation) and the last step.
+
+Determinism: weights are initialised from ``TrainConfig.seed`` and batch ``s`` is a pure
+function of the data seed and ``s``, so the same configs give the same run, and a run resumed
+from its last complete checkpoint (weights + optimizer state, both stored exactly) ends
+bit-identical on CPU to one that was never interrupted.
+
+Speed: the loss is ``F.cross_entropy`` on the logits (one fused kernel instead of
+TransformerLens's log-softmax + gather), and attention runs through the fused
+``scaled_dot_product_attention`` path of :class:`~induction_lens.models.LensAttention`
+(``TrainConfig.fused_attention``); ``benchmarks/bench_train.py`` compares the result with
+``transformer_lens.train.train`` on the same batches.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformer_lens import HookedTransformer
+
+from induction_lens import constants as C
+from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
+from induction_lens.data import make_corpus
+from induction_lens.hub import Hub
+from induction_lens.models import build_model, fused_attention
+from induction_lens.presets import Scale, get_preset
+
+logger = logging.getLogger(__name__)
+
+CheckpointCallback = Callable[[int, int, HookedTransformer], None]
+"""Called as ``callback(step, tokens, model)`` after each checkpoint is written."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    hub: Hub
+    run: str
+    model: HookedTransformer
+    """The model at the last step (in eval mode)."""
+    log: pd.DataFrame
+    """The training log (``step, tokens, loss, lr, grad_norm, seconds``)."""
+
+
+def lm_loss(logits: Float[Tensor, "batch pos d_vocab"],
+            tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
+    """Mean next-token cross-entropy (nats), the same value as TransformerLens's ``loss``."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices (``W_*``) only.
+
+    Biases, LayerNorm gains and smeared-key alphas are not decayed (decaying alpha would pull
+    every head towards an even key mix). Group 0 is decayed, group 1 is not.
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if name.rsplit(".", 1)[-1].startswith("W_") else no_decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=cfg.betas)
+
+
+def _check_fits(cfg: RunConfig) -> None:
+    data, model = cfg.data, cfg.model
+    if data.is_synthetic and data.max_segment >= model.n_ctx:
+        raise ConfigError(
+            f"ModelSpec.n_ctx={model.n_ctx} is too short for DataSpec.max_segment="
+            f"{data.max_segment}: no segment could be copied; raise n_ctx or lower max_segment"
+        )
+
+
+def resolve_config(model: ModelSpec | RunConfig | str, *, train: TrainConfig | None = None,
+                   data: DataSpec | str | None = None, steps: int | None = None,
+                   scale: Scale = "laptop") -> RunConfig:
+    """Combine a preset name / spec with optional overrides into a :class:`RunConfig`."""
+    if isinstance(model, str):
+        cfg = get_preset(model, scale)
+    elif isinstance(model, RunConfig):
+        cfg = model
+    elif isinstance(model, ModelSpec):
+        if train is None:
+            raise ConfigError("train=TrainConfig(...) is required when passing a ModelSpec "
+                              "(or pass a preset name)")
+        cfg = RunConfig(model, train)
+    else:
+        raise ConfigError(f"model={model!r} must be a preset name, ModelSpec or RunConfig")
+    if train is not None:
+        cfg = replace(cfg, train=train)
+    if isinstance(data, str):
+        data = DataSpec.parse(data)
+    if data is not None:
+        cfg = replace(cfg, data=data)
+    if steps is not None:
+        cfg = replace(cfg, train=replace(cfg.train, steps=steps))
+    _check_fits(cfg)
+    return cfg
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str,
+          train: TrainConfig | None = None, data: DataSpec | str | None = None,
+          steps: int | None = None, scale: Scale = "laptop", resume: bool = False,
+          device: str | torch.device | None = None, progress: bool = True,
+          on_checkpoint: CheckpointCallback | None = None) -> TrainResult:
+    """Train a model and write its snapshots into ``hub/run``.
+
+    Args:
+        model: a preset name (e.g. "attn-only-2l"), a :class:`ModelSpec` (then ``train`` is
+            required) or a full :class:`RunConfig`.
+        hub: the hub (or its directory).
+        run: the run's name inside the hub.
+        train: training config overriding the preset's.
+        data: data spec or CLI string ("synthetic", "shakespeare", "hf:NAME", ...).
+        steps: override the number of steps.
+        scale: preset scale, "laptop" or "paper".
+        resume: continue an existing run from its last complete checkpoint (only ``steps``
+            may differ from the stored config).
+        device: torch device (default: CUDA if available, else CPU).
+        progress: show a tqdm progress bar.
+        on_checkpoint: ``callback(step, tokens, model)`` after each checkpoint.
+
+    Returns:
+        A :class:`TrainResult` with the final model and the training log.
+    """
+    cfg = resolve_config(model, train=train, data=data, steps=steps, scale=scale)
+    hub = hub if isinstance(hub, Hub) else Hub(hub)
+    device = torch.device(device) if device is not None else default_device()
+    tcfg, spec = cfg.train, cfg.model
+    tokens_per_step = tcfg.batch_size * spec.n_ctx
+
+    with hub.open_run(run, cfg, resume=resume) as writer:
+        tok_path = writer.path / C.TOKENIZER
+        corpus = make_corpus(cfg.data, d_vocab=spec.d_vocab, n_ctx=spec.n_ctx,
+                             cache_dir=hub.root / C.CACHE_DIR,
+                             tokenizer_path=tok_path if tok_path.exists() else None)
+        if corpus.tokenizer is not None and not tok_path.exists():
+            writer.write_file(C.TOKENIZER, corpus.tokenizer.to_str().encode())
+        writer.save_token_frequencies(corpus.token_frequencies())
+
+        net = build_model(spec, seed=tcfg.seed, device=device)
+        optimizer = make_optimizer(net, tcfg)
+        start = writer.last_step
+        if start is not None:
+            net.load_state_dict(hub.load_state_dict(run, start))
+            optimizer.load_state_dict(hub.load_optimizer_state(run, start))
+            log = hub.log(run)
+            log = log[log["step"] <= start].reset_index(drop=True)
+            logger.info("resuming run %s from step %d", run, start)
+        else:
+            start, log = 0, pd.DataFrame()
+            writer.save_checkpoint(0, 0, net, optimizer.state_dict(), log)
+            if on_checkpoint is not None:
+                on_checkpoint(0, 0, net)
+
+        ckpt_steps = set(tcfg.checkpoint_steps())
+        rows: list[dict] = []
+        net.train()
+        bar = tqdm(total=tcfg.steps, initial=min(start, tcfg.steps), disable=not progress,
+                   desc=run, unit="step", dynamic_ncols=True)
+        with fused_attention(net, tcfg.fused_attention):
+            for step in range(start, tcfg.steps):
+                t0 = time.perf_counter()
+                lr, wd = tcfg.lr_at(step), tcfg.weight_decay_at(step)
+                for i, group in enumerate(optimizer.param_groups):
+                    group["lr"] = lr
+                    group["weight_decay"] = wd if i == 0 else 0.0
+                tokens = corpus.batch(step, tcfg.batch_size).to(device)
+                loss = lm_loss(net(tokens), tokens)
+                loss.backward()
+                grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
+                             if tcfg.grad_clip is not None else torch.tensor(float("nan")))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                rows.append({"step": done, "tokens": done * tokens_per_step,
+                             "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm),
+                             "seconds": time.perf_counter() - t0})
+                bar.update(1)
+                bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
+                if done in ckpt_steps:
+                    log = pd.concat([log, pd.DataFrame(rows)], ignore_index=True) if len(log) \
+                        else pd.DataFrame(rows)
+                    rows = []
+                    writer.save_checkpoint(done, done * tokens_per_step, net,
+                                           optimizer.state_dict(), log)
+                    if on_checkpoint is not None:
+                        on_checkpoint(done, done * tokens_per_step, net)
+        bar.close()
+    net.eval()
+    return TrainResult(hub=hub, run=run, model=net, log=log)
