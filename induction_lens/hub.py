@@ -17,6 +17,7 @@ Layout: see :mod:`induction_lens.constants`. The rules that keep it safe:
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -338,8 +339,11 @@ class Hub:
             return None
         from transformers import PreTrainedTokenizerFast
 
+        # name_or_path and add_bos_token keep TransformerLens's set_tokenizer from trying to
+        # re-download a tokenizer by name (which would hang offline).
         return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=C.BOS_TOKEN,
-                                       eos_token=C.BOS_TOKEN, pad_token=C.BOS_TOKEN)
+                                       eos_token=C.BOS_TOKEN, pad_token=C.BOS_TOKEN,
+                                       name_or_path="induction_lens", add_bos_token=True)
 
     def _load_into(self, model: HookedTransformer, run: str, step: int | None) -> None:
         state = self.load_state_dict(run, step)
@@ -401,9 +405,6 @@ def _lock(run_path: Path) -> Iterator[None]:
         lock.release()
 
 
-_COMPARED_ON_RESUME = ("model", "data")
-
-
 class RunWriter:
     """Writes one run: config, checkpoints, manifest, log. Use as a context manager."""
 
@@ -434,25 +435,16 @@ class RunWriter:
             raise
 
     def _check_resumable(self, info: dict[str, Any]) -> None:
-        stored = info["config"]
-        new = self.config.to_dict()
-        for part in _COMPARED_ON_RESUME:
-            old_part = {k: v for k, v in stored[part].items() if k != "induction_lens_version"}
-            new_part = {k: v for k, v in new[part].items() if k != "induction_lens_version"}
-            if old_part != new_part:
-                diff = sorted(k for k in set(old_part) | set(new_part)
-                              if old_part.get(k) != new_part.get(k))
-                raise HubError(f"cannot resume run {self.run!r}: its {part} spec differs in "
-                               f"{diff}; resume with the stored config or start a new --run")
-        old_train = {k: v for k, v in stored["train"].items() if k not in ("steps",
-                                                                          "induction_lens_version")}
-        new_train = {k: v for k, v in new["train"].items() if k not in ("steps",
-                                                                       "induction_lens_version")}
-        if old_train != new_train:
-            diff = sorted(k for k in set(old_train) | set(new_train)
-                          if old_train.get(k) != new_train.get(k))
-            raise HubError(f"cannot resume run {self.run!r}: train config differs in {diff} "
-                           "(only steps may change on resume)")
+        """Refuse to resume with a different model, data or train config (steps may change)."""
+        stored = RunConfig.from_dict(info["config"])
+        for part in ("model", "data", "train"):
+            old, new = getattr(stored, part), getattr(self.config, part)
+            diff = [f.name for f in dataclasses.fields(old)
+                    if getattr(old, f.name) != getattr(new, f.name) and f.name != "steps"]
+            if diff:
+                raise HubError(f"cannot resume run {self.run!r}: its {part} config differs in "
+                               f"{diff}; resume with the stored config (only steps may change) "
+                               "or start a new --run")
 
     def _clean_partial_files(self) -> None:
         """Remove temp files and checkpoint files a killed writer left outside the manifest."""

@@ -148,11 +148,13 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
     tcfg, spec = cfg.train, cfg.model
     tokens_per_step = tcfg.batch_size * spec.n_ctx
 
+    # The corpus is built before the run is opened, so that a data source that fails (offline,
+    # missing file) leaves no half-created run behind.
+    tok_path = hub.run_dir(run) / C.TOKENIZER
+    corpus = make_corpus(cfg.data, d_vocab=spec.d_vocab, n_ctx=spec.n_ctx,
+                         cache_dir=hub.root / C.CACHE_DIR,
+                         tokenizer_path=tok_path if resume and tok_path.exists() else None)
     with hub.open_run(run, cfg, resume=resume) as writer:
-        tok_path = writer.path / C.TOKENIZER
-        corpus = make_corpus(cfg.data, d_vocab=spec.d_vocab, n_ctx=spec.n_ctx,
-                             cache_dir=hub.root / C.CACHE_DIR,
-                             tokenizer_path=tok_path if tok_path.exists() else None)
         if corpus.tokenizer is not None and not tok_path.exists():
             writer.write_file(C.TOKENIZER, corpus.tokenizer.to_str().encode())
         writer.save_token_frequencies(corpus.token_frequencies())

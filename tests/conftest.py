@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from induction_lens.config import ModelSpec
+from induction_lens.config import DataSpec, ModelSpec
 from induction_lens.hub import Hub
 from induction_lens.models import build_model
 
@@ -24,6 +24,10 @@ def _seed_everything():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+TINY_DATA = DataSpec(min_segment=4, max_segment=8)
+"""Synthetic data whose segments fit the tiny models' 24-token context."""
 
 
 def tiny_spec(**overrides) -> ModelSpec:

@@ -1,0 +1,275 @@
+"""The local hub: round trips, integrity, no pickles, locking, crash safety."""
+
+import json
+import multiprocessing as mp
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from induction_lens import constants as C
+from induction_lens.config import RunConfig, TrainConfig
+from induction_lens.hub import Hub, HubError, RunWriter, atomic_write_json
+from induction_lens.models import build_model
+from induction_lens.train import train
+
+from .conftest import TINY_DATA, tiny_spec
+
+TINY_TRAIN = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, warmup_steps=2)
+
+
+def tiny_run(root, run="r", steps=6, **train_kwargs):
+    cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": steps,
+                                                **train_kwargs}), TINY_DATA)
+    return train(cfg, hub=root, run=run, progress=False)
+
+
+def test_train_and_round_trip_weights(tmp_path):
+    result = tiny_run(tmp_path)
+    hub = Hub(tmp_path)
+    assert hub.runs() == ["r"]
+    ckpts = hub.checkpoints("r")
+    assert ckpts["step"].tolist() == [0, 2, 4, 6]
+    assert ckpts["tokens"].tolist() == [0, 2 * 2 * 24, 4 * 2 * 24, 6 * 2 * 24]
+    loaded = hub.load_model("r")
+    for (name, a), b in zip(result.model.state_dict().items(), loaded.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    assert hub.config("r").model == tiny_spec()
+    info = hub.info("r")
+    assert info["induction_lens_version"] and "git_hash" in info
+    log = hub.log("r")
+    assert log["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert set(log.columns) >= {"step", "tokens", "loss", "lr", "grad_norm", "seconds"}
+    steps = [s for s, _, _ in hub.iter_checkpoints("r", every=2)]
+    assert steps == [0, 4]
+
+
+def test_only_newest_checkpoint_keeps_optimizer_state(tmp_path):
+    tiny_run(tmp_path)
+    entries = Hub(tmp_path).manifest("r")
+    assert [e.optimizer is not None for e in entries] == [False, False, False, True]
+    files = sorted(p.name for p in (tmp_path / "r" / C.CHECKPOINT_DIR).iterdir())
+    assert sum(f.endswith(C.OPTIMIZER_SUFFIX) for f in files) == 1
+
+
+def test_smeared_alphas_survive_the_hub(tmp_path):
+    cfg = RunConfig(tiny_spec(smeared_keys=True), TINY_TRAIN, TINY_DATA)
+    result = train(cfg, hub=tmp_path, run="s", progress=False)
+    alpha = result.model.blocks[1].attn.smear_alpha
+    assert alpha.abs().sum() > 0  # trained away from its initial 0
+    loaded = Hub(tmp_path).load_model("s")
+    assert torch.equal(loaded.blocks[1].attn.smear_alpha, alpha)
+
+
+def test_corrupted_checkpoint_is_refused_naming_the_file(tmp_path):
+    tiny_run(tmp_path)
+    hub = Hub(tmp_path)
+    path = tmp_path / "r" / C.checkpoint_name(4)
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(HubError, match="step_00000004.safetensors is corrupted"):
+        hub.load_model("r", 4)
+    path.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+    with pytest.raises(HubError, match="step_00000004.safetensors is corrupted"):
+        hub.load_model("r", 4)
+    path.unlink()
+    with pytest.raises(HubError, match="step_00000004.safetensors is missing"):
+        hub.load_model("r", 4)
+    hub.load_model("r", 2)  # the others are untouched
+
+
+class _Payload:
+    def __reduce__(self):
+        return (open, (str(MARKER), "w"))
+
+
+MARKER = None
+
+
+def test_planted_pickle_is_never_executed(tmp_path):
+    global MARKER
+    tiny_run(tmp_path)
+    MARKER = tmp_path / "pwned"
+    evil = pickle.dumps(_Payload())
+    run_dir = tmp_path / "r"
+    # 1. a pickle planted under a checkpoint's name, with a manifest "fixed" to match it
+    target = run_dir / C.checkpoint_name(6)
+    target.write_bytes(evil)
+    manifest = json.loads((run_dir / C.MANIFEST).read_text())
+    from induction_lens.hub import sha256_bytes
+
+    manifest["checkpoints"][-1]["sha256"] = sha256_bytes(evil)
+    # 2. a manifest entry pointing at a pickle file
+    (run_dir / "model.pt").write_bytes(evil)
+    manifest["checkpoints"].append({**manifest["checkpoints"][-1], "step": 99,
+                                    "weights": "model.pt", "sha256": sha256_bytes(evil)})
+    atomic_write_json(run_dir / C.MANIFEST, manifest)
+    hub = Hub(tmp_path)
+    with pytest.raises(HubError, match="not a valid safetensors file"):
+        hub.load_model("r", 6)
+    with pytest.raises(HubError, match="not a safetensors file inside the run"):
+        hub.load_model("r", 99)
+    assert not MARKER.exists()
+
+
+def test_existing_run_needs_resume_and_matching_config(tmp_path):
+    tiny_run(tmp_path, steps=4)
+    with pytest.raises(HubError, match="already exists.*--resume"):
+        tiny_run(tmp_path, steps=4)
+    cfg = RunConfig(tiny_spec(n_layers=1), TINY_TRAIN, TINY_DATA)
+    with pytest.raises(HubError, match=r"model config differs in \['n_layers'\]"):
+        train(cfg, hub=tmp_path, run="r", resume=True, progress=False)
+    cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "lr": 0.1}), TINY_DATA)
+    with pytest.raises(HubError, match=r"train config differs in \['lr'\]"):
+        train(cfg, hub=tmp_path, run="r", resume=True, progress=False)
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    straight = tiny_run(tmp_path / "a", steps=8).model
+    tiny_run(tmp_path / "b", steps=4)
+    cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": 8}), TINY_DATA)
+    resumed = train(cfg, hub=tmp_path / "b", run="r", resume=True, progress=False)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    assert Hub(tmp_path / "b").log("r")["step"].tolist() == list(range(1, 9))
+
+
+def test_crash_between_weights_and_manifest_leaves_a_consistent_run(tmp_path, monkeypatch):
+    tiny_run(tmp_path, steps=4)
+    import induction_lens.hub as hub_module
+
+    def crash(*args, **kwargs):
+        raise OSError("disk vanished")
+
+    cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": 6}), TINY_DATA)
+    monkeypatch.setattr(hub_module, "atomic_write_json", crash)
+    with pytest.raises(OSError, match="disk vanished"):
+        train(cfg, hub=tmp_path, run="r", resume=True, progress=False)
+    monkeypatch.undo()
+    hub = Hub(tmp_path)
+    assert hub.checkpoints("r")["step"].tolist() == [0, 2, 4]
+    train(cfg, hub=tmp_path, run="r", resume=True, progress=False)
+    assert hub.checkpoints("r")["step"].tolist() == [0, 2, 4, 6]
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    from induction_lens.config import ModelSpec, RunConfig, TrainConfig
+    from induction_lens.train import train
+    spec = ModelSpec(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=64, d_vocab=128)
+    cfg = RunConfig(spec, TrainConfig(steps=int(sys.argv[3]), batch_size=8, checkpoint_every=5))
+    train(cfg, hub=sys.argv[1], run="k", resume=sys.argv[2] == "1", progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
+    import time
+
+    steps = 400
+    script = tmp_path / "worker.py"
+    script.write_text(KILL_SCRIPT)
+    hub_dir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(hub_dir), "0", str(steps)])
+    manifest = hub_dir / "k" / C.MANIFEST
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if manifest.exists() and len(json.loads(manifest.read_text())["checkpoints"]) >= 4:
+            break
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL
+    proc.wait()
+    hub = Hub(hub_dir)
+    done = hub.checkpoints("k")["step"].tolist()
+    assert done and done[-1] < steps, "the worker finished before it could be killed"
+    for step in done:  # everything the manifest lists is complete and verified
+        hub.load_state_dict("k", step)
+    subprocess.run([sys.executable, str(script), str(hub_dir), "1", str(steps)], check=True)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), "0", str(steps)],
+                   check=True)
+    resumed = hub.load_state_dict("k")
+    clean = Hub(tmp_path / "clean").load_state_dict("k")
+    for name in clean:
+        assert torch.equal(resumed[name], clean[name]), name
+    assert not list((hub_dir / "k").rglob("*.tmp"))
+
+
+def test_second_writer_of_the_same_run_is_refused(tmp_path):
+    cfg = RunConfig(tiny_spec(), TINY_TRAIN, TINY_DATA)
+    hub = Hub(tmp_path)
+    with hub.open_run("r", cfg):
+        with pytest.raises(HubError, match="being written by another process"):
+            RunWriter(hub, "r", cfg, resume=True)
+
+
+def _train_worker(root: str, run: str) -> None:
+    cfg = RunConfig(tiny_spec(), TrainConfig(steps=20, batch_size=2, checkpoint_every=2), TINY_DATA)
+    train(cfg, hub=root, run=run, progress=False)
+
+
+@pytest.mark.slow
+def test_two_processes_training_different_runs_into_one_hub(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_train_worker, args=(str(tmp_path), name))
+             for name in ("one", "two")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    hub = Hub(tmp_path)
+    assert hub.runs() == ["one", "two"]
+    for run in ("one", "two"):
+        assert hub.checkpoints(run)["step"].tolist() == list(range(0, 21, 2))
+        hub.load_model(run)
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a/b", ".hidden", "x" * 200])
+def test_bad_run_names(tmp_path, name):
+    with pytest.raises(HubError, match="run name"):
+        Hub(tmp_path).checkpoints(name)
+
+
+def test_missing_run_and_step_errors(tmp_path):
+    tiny_run(tmp_path, steps=2)
+    hub = Hub(tmp_path)
+    with pytest.raises(HubError, match="run 'nope' is not in hub"):
+        hub.load_model("nope")
+    with pytest.raises(HubError, match="no checkpoint at step 3"):
+        hub.load_model("r", 3)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(HubError, match="is a file"):
+        Hub(tmp_path / "file")
+
+
+def test_state_dict_must_fit_the_spec(tmp_path):
+    tiny_run(tmp_path, steps=2)
+    info = json.loads((tmp_path / "r" / C.RUN_CONFIG).read_text())
+    info["config"]["model"]["smeared_keys"] = True
+    (tmp_path / "r" / C.RUN_CONFIG).write_text(json.dumps(info))
+    with pytest.raises(HubError, match="does not fit its model spec"):
+        Hub(tmp_path).load_model("r")
+
+
+def test_build_model_matches_hub_weights_shape(tmp_path):
+    tiny_run(tmp_path, steps=2)
+    state = Hub(tmp_path).load_state_dict("r", 0)
+    fresh = build_model(tiny_spec(), seed=0).state_dict()
+    assert state.keys() == fresh.keys()
+    assert torch.equal(state["embed.W_E"], fresh["embed.W_E"])  # step 0 is the initialisation
+
+
+def test_failing_data_source_leaves_no_run_behind(tmp_path):
+    from induction_lens.config import ConfigError, DataSpec
+
+    cfg = RunConfig(tiny_spec(), TINY_TRAIN, DataSpec(source="files", files=("missing.txt",)))
+    with pytest.raises(ConfigError, match="missing.txt does not exist"):
+        train(cfg, hub=tmp_path, run="r", progress=False)
+    assert Hub(tmp_path).runs() == []
+    assert not (tmp_path / "r").exists()
