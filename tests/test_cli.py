@@ -1,0 +1,55 @@
+"""The command line: happy paths and one-line errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from induction_lens.cli import main
+
+
+def test_presets_lists_every_family(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("attn-only-1l", "attn-only-6l", "mlp-6l", "smeared-2l", "full-40l"):
+        assert name in out
+
+
+def test_train_then_hub_ls(tmp_path, capsys):
+    hub = str(tmp_path / "hub")
+    assert main(["train", "--preset", "attn-only-1l", "--steps", "4", "--checkpoint-every", "2",
+                 "--hub", hub, "--run", "one", "-q"]) == 0
+    assert "run 'one'" in capsys.readouterr().out
+    assert main(["hub", "ls", "--hub", hub]) == 0
+    out = capsys.readouterr().out
+    assert "one" in out and "attn-only-1l" in out
+    assert main(["hub", "ls", "one", "--hub", hub]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split() == ["step", "tokens", "loss"]
+    assert [int(line.split()[0]) for line in lines[1:]] == [0, 2, 4]
+    # resuming to more steps continues the same run
+    assert main(["train", "--preset", "attn-only-1l", "--steps", "6", "--checkpoint-every", "2",
+                 "--hub", hub, "--run", "one", "--resume", "-q"]) == 0
+    assert main(["hub", "ls", "one", "--hub", hub]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].split()[0] == "6"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--preset", "attn-only-9l"], "unknown preset 'attn-only-9l'"),
+    (["train", "--preset", "attn-only-1l", "--data", "wikipedia"], "is not a known source"),
+    (["train", "--preset", "attn-only-1l", "--steps", "0"], "TrainConfig.steps=0"),
+    (["train", "--preset", "attn-only-1l", "--run", "../x"], "run name '../x' is invalid"),
+    (["hub", "ls", "nope"], "run 'nope' is not in hub"),
+])
+def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys, argv, message):
+    argv = argv + ["--hub", str(tmp_path)] if argv[0] in ("train", "hub") else argv
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1 and err.startswith("induction-lens: error:")
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "induction_lens.cli", "--version"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("induction-lens ")
