@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--hub", default="hub")
     ls.set_defaults(func=cmd_hub_ls)
 
+    from induction_lens.evals.sweep import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+
     p = sub.add_parser("demo", help="train 1- and 2-layer models and watch induction heads form")
     p.add_argument("--hub", default="hub")
     p.add_argument("--steps", type=int, default=1000)

@@ -352,25 +352,36 @@ class Hub:
             raise HubError(f"checkpoint of run {run!r} does not fit its model spec (missing "
                            f"{missing[:3]}, unexpected {unexpected[:3]}); was run.json edited?")
 
-    def iter_checkpoints(self, run: str, *, every: int = 1, steps: list[int] | None = None,
-                         device: str | torch.device | None = None
-                         ) -> Iterator[tuple[int, int, HookedTransformer]]:
-        """Yield ``(step, tokens, model)`` for every ``every``-th checkpoint (or ``steps``).
+    def select_checkpoints(self, run: str, *, every: int = 1, steps: list[int] | None = None
+                           ) -> list[CheckpointEntry]:
+        """The checkpoints a sweep visits: the given ``steps``, or every ``every``-th one.
 
-        One model object is reused and reloaded for each checkpoint: do not keep references
-        to it across iterations (``copy.deepcopy`` if you must).
+        With ``every > 1`` the newest checkpoint is always included, so a sweep ends where
+        training ended.
         """
-        if every < 1:
-            raise HubError(f"every={every} must be a positive integer")
         entries = self.manifest(run)
         if steps is not None:
             wanted = set(steps)
             absent = sorted(wanted - {e.step for e in entries})
             if absent:
                 raise HubError(f"run {run!r} has no checkpoint at steps {absent}")
-            entries = [e for e in entries if e.step in wanted]
-        else:
-            entries = entries[::every]
+            return [e for e in entries if e.step in wanted]
+        if not isinstance(every, int) or every < 1:
+            raise HubError(f"every={every!r} must be a positive integer")
+        picked = entries[::every]
+        if entries and picked[-1] is not entries[-1]:
+            picked.append(entries[-1])
+        return picked
+
+    def iter_checkpoints(self, run: str, *, every: int = 1, steps: list[int] | None = None,
+                         device: str | torch.device | None = None
+                         ) -> Iterator[tuple[int, int, HookedTransformer]]:
+        """Yield ``(step, tokens, model)`` for the checkpoints :meth:`select_checkpoints` picks.
+
+        One model object is reused and reloaded for each checkpoint: do not keep references
+        to it across iterations (``copy.deepcopy`` if you must).
+        """
+        entries = self.select_checkpoints(run, every=every, steps=steps)
         if not entries:
             return
         model = self.load_model(run, entries[0].step, device=device)

@@ -32,6 +32,13 @@ def test_train_then_hub_ls(tmp_path, capsys):
                  "--hub", hub, "--run", "one", "--resume", "-q"]) == 0
     assert main(["hub", "ls", "one", "--hub", hub]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].split()[0] == "6"
+    # evaluate writes the parquet caches next to the run and prints the windows
+    assert main(["evaluate", "one", "--hub", hub, "--n-examples", "8", "-q",
+                 "--metrics", "losses", "prefix_matching"]) == 0
+    out = capsys.readouterr().out
+    assert "icl_score" in out and "no phase change" in out
+    assert (tmp_path / "hub" / "one" / "evals" / "losses.parquet").is_file()
+    assert (tmp_path / "hub" / "one" / "evals" / "prefix_matching.parquet").is_file()
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -45,7 +45,8 @@ def test_train_and_round_trip_weights(tmp_path):
     assert log["step"].tolist() == [1, 2, 3, 4, 5, 6]
     assert set(log.columns) >= {"step", "tokens", "loss", "lr", "grad_norm", "seconds"}
     steps = [s for s, _, _ in hub.iter_checkpoints("r", every=2)]
-    assert steps == [0, 4]
+    assert steps == [0, 4, 6]  # every 2nd, plus the newest
+    assert [s for s, _, _ in hub.iter_checkpoints("r", every=3)] == [0, 6]
 
 
 def test_only_newest_checkpoint_keeps_optimizer_state(tmp_path):
