@@ -25,10 +25,10 @@ from collections.abc import Iterator
 import einops
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformer_lens.components import Attention
+from transformer_lens.components import Attention, Embed
 from transformer_lens.hook_points import HookPoint
 
 from induction_lens.config import ModelSpec
@@ -62,6 +62,20 @@ def smear_keys(
 
 def _has_hooks(point: HookPoint) -> bool:
     return bool(point._forward_hooks or point._forward_pre_hooks or point._backward_hooks)
+
+
+class LensEmbed(Embed):
+    """TransformerLens's token embedding with a reproducible gradient.
+
+    ``W_E[tokens]`` backpropagates through an accumulating ``index_put_`` whose sums, on CPU
+    with more than one thread, come out in a different order on every call, so two identical
+    training runs drift apart. ``F.embedding`` gives the same values and a deterministic
+    gradient.
+    """
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        embedded = F.embedding(tokens, self.W_E)
+        return self.ln(embedded) if self.cfg.post_embedding_ln else embedded
 
 
 class LensAttention(Attention):
@@ -160,9 +174,16 @@ def build_model(spec: ModelSpec, *, seed: int | None = 0,
                 device: str | torch.device | None = None) -> HookedTransformer:
     """A freshly initialised ``HookedTransformer`` for ``spec``.
 
-    The attention modules are :class:`LensAttention` (smeared keys when ``spec.smeared_keys``);
-    everything else is stock TransformerLens, so hooks, ``run_with_cache``, ``model.QK`` /
-    ``model.OV`` and ``state_dict`` work as usual. The same ``seed`` gives the same weights.
+    The attention modules are :class:`LensAttention` (smeared keys when ``spec.smeared_keys``)
+    and the embedding is :class:`LensEmbed` (a deterministic gradient); everything else is
+    stock TransformerLens, so hooks, ``run_with_cache``, ``model.QK`` / ``model.OV`` and
+    ``state_dict`` work as usual. The same ``seed`` gives the same weights.
+
+    The key biases ``b_K`` stay in the state dict but are frozen at zero (``requires_grad``
+    False): a key bias adds ``q . b_K`` to every score of a query, which the softmax cancels
+    (with smeared keys too, as both mixed keys carry it), so its exact gradient is zero. Left
+    trainable, Adam turns the rounding noise of that zero gradient into full-size steps, which
+    made resumed runs differ from uninterrupted ones on some CPUs.
 
     Args:
         spec: the architecture.
@@ -172,10 +193,13 @@ def build_model(spec: ModelSpec, *, seed: int | None = 0,
     cfg = hooked_config(spec, seed=seed, device=device)
     with quiet_deprecation():
         model = HookedTransformer(cfg, move_to_device=False)
+    model.embed = LensEmbed(cfg)
     for layer, block in enumerate(model.blocks):
         block.attn = LensAttention(cfg, layer_id=layer, smeared=spec.smeared_keys)
     model.init_weights()  # re-seeds, so replacing the attention modules keeps init deterministic
     model.setup()  # register the new hook points
+    for block in model.blocks:
+        block.attn.b_K.requires_grad_(False)
     if device is not None:
         model.to(torch.device(device), print_details=False)
     return model

@@ -66,10 +66,13 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     """AdamW with weight decay on weight matrices (``W_*``) only.
 
     Biases, LayerNorm gains and smeared-key alphas are not decayed (decaying alpha would pull
-    every head towards an even key mix). Group 0 is decayed, group 1 is not.
+    every head towards an even key mix). Group 0 is decayed, group 1 is not. Frozen parameters
+    (``requires_grad`` False, such as the key biases) are left out.
     """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
         (decay if name.rsplit(".", 1)[-1].startswith("W_") else no_decay).append(param)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay},

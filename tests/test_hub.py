@@ -196,8 +196,8 @@ def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
                    check=True)
     resumed = hub.load_state_dict("k")
     clean = Hub(tmp_path / "clean").load_state_dict("k")
-    for name in clean:
-        assert torch.equal(resumed[name], clean[name]), name
+    differing = [name for name in clean if not torch.equal(resumed[name], clean[name])]
+    assert not differing, f"resumed run differs from the uninterrupted one in {differing}"
     assert not list((hub_dir / "k").rglob("*.tmp"))
 
 
