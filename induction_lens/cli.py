@@ -134,9 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--hub", default="hub")
     ls.set_defaults(func=cmd_hub_ls)
 
+    from induction_lens.evals.ablations import add_ablate_parser
     from induction_lens.evals.sweep import add_evaluate_parser
+    from induction_lens.report import add_report_parser
 
     add_evaluate_parser(sub)
+    add_ablate_parser(sub)
+    add_report_parser(sub)
 
     p = sub.add_parser("demo", help="train 1- and 2-layer models and watch induction heads form")
     p.add_argument("--hub", default="hub")
