@@ -9,35 +9,51 @@ one-layer models have no such window. It marks the window by eye; this module ma
 documented measurement.
 
 Method (:func:`fit_window`). A curve ``y(x)`` sampled at the checkpoints is fitted by least
-squares with a continuous piecewise-linear function of three segments, *before*, *during* and
-*after*, whose two knots lie on checkpoints (every admissible pair is tried; each outer segment
-keeps at least ``min_outside`` checkpoints). Least squares over all checkpoints averages the
-noise out, and knots on checkpoints give the window in steps that exist in the hub (the
-ablations engineer loads the snapshots at ``start_step`` and ``end_step``). Among knot pairs
-whose middle segment moves in the expected direction the best fit is kept, and it is a phase
-change only if all of these hold (defaults per signal in :data:`SIGNAL_PARAMS`):
+squares with a linear trend plus a logistic step::
 
-* **size**: the fitted change across the window is at least ``min_change`` (signal units);
+    y(x) ~ a + c x + b expit((x - t0) / w)
+
+over a grid of step centres ``t0`` (four per checkpoint interval) and widths ``w`` (32 values,
+log-spaced from a twentieth of the smallest checkpoint spacing, a step between two checkpoints,
+to half the run); at each grid point the linear parameters ``a, c, b`` are solved exactly. The
+trend absorbs the steady drift every curve has; the step is the phase change. Only steps going
+in the expected direction (``DetectionParams.direction``: the sign of ``b``) are admissible, and
+among them the one with the least squared error wins. Least squares over all checkpoints
+averages the noise out.
+
+The **window** is the pair of checkpoints bracketing the step's 10%-90% rise: the last
+checkpoint at or before ``t0 - ln(9) w`` and the first at or after ``t0 + ln(9) w``. Its ends are
+checkpoints that exist in the hub (the ablations load the snapshots at ``start_step`` and
+``end_step``), and each side of it keeps at least ``min_outside`` checkpoints, the window's end
+checkpoint included. The fit is a phase change only if all of these hold (defaults per signal
+in :data:`SIGNAL_PARAMS`):
+
+* **size**: the fitted change across the window (fitted value at its last checkpoint minus at
+  its first, trend included, times ``direction``) is at least ``min_change`` (signal units);
 * **significance**: the change is at least ``min_snr`` times the residual noise of the fit
-  (root mean square residual with ``n - 4`` degrees of freedom);
+  (root mean square residual with ``n - 5`` degrees of freedom: ``a, c, b, t0, w``);
 * **concentration**: the change is at least ``min_concentration`` of the fitted curve's whole
   range, i.e. most of what happens to the curve happens in the window;
 * **narrowness**: the window spans at most ``max_width`` of the run's x range;
-* **abruptness**: the slope during the window is at least ``min_abruptness`` times the
-  steepest slope before or after it ("a period of visibly steeper improvement than the parts
-  before and after"; outer slopes are least-squares lines through the observed checkpoints
-  of each side); this also rejects the fast start of every training run, which has no
-  flatter part before it.
+* **abruptness**: the slope during the window (the fitted change over the window's width) is at
+  least ``min_abruptness`` times the steepest slope before or after it ("a period of visibly
+  steeper improvement than the parts before and after"). The outer slopes are least-squares
+  lines through the *observed* checkpoints of each side, window ends included, not the fit's:
+  a logistic step cannot follow the fast start of a training run, and its flat tail would make
+  that start look calm. This rejects the fast start of every run, which has no flatter part
+  before it.
 
 A gradual drift (the one-layer model's slowly improving ICL score) fails concentration,
-narrowness or abruptness; pure noise fails size and significance.
+narrowness or abruptness; pure noise fails size and significance. The thresholds are this
+package's; the paper gives none.
 
 Signals (:func:`signal_curve`): the ICL score and the highest prefix-matching score over all
 heads against elapsed tokens (linear, as the paper plots them), and the loss (the mean loss of
 the evaluation set's tokens) against ln(tokens): in that plot an ordinary learning curve is
 convex, and the bump is the stretch where it stops being convex, its slope steepening and then
-flattening again, which is exactly a middle segment steeper than both neighbours. Loss has no
-concentration requirement (the paper's bump is small next to the total loss decrease).
+flattening again, which is a middle stretch steeper than both neighbours. Loss has no
+concentration requirement (the paper's bump is small next to the total loss decrease) and a
+lower abruptness threshold.
 """
 
 import math
@@ -89,7 +105,7 @@ class DetectionParams:
     min_abruptness: float = 3.0
     """Smallest ratio of the window's slope to the steepest outer slope."""
     min_outside: int = 2
-    """Checkpoints each outer segment keeps (knot included)."""
+    """Checkpoints each side of the window keeps, the window's end checkpoint included."""
 
     def __post_init__(self) -> None:
         if self.direction not in (-1, 1):
@@ -117,21 +133,22 @@ SIGNAL_PARAMS: dict[str, DetectionParams] = {
 
 @dataclass(frozen=True)
 class WindowFit:
-    """The best three-segment fit of a curve and the criteria it was judged by."""
+    """The best step-plus-trend fit of a curve and the criteria it was judged by."""
 
     start: int
-    """Index of the window's first checkpoint (the first knot)."""
+    """Index of the window's first checkpoint (last one at or before the step's 10% point)."""
     end: int
-    """Index of the window's last checkpoint (the second knot)."""
+    """Index of the window's last checkpoint (first one at or after the step's 90% point)."""
     fitted: np.ndarray = field(repr=False)
-    """The fitted piecewise-linear curve at every checkpoint."""
+    """The fitted curve ``a + c x + b expit((x - t0) / w)`` at every checkpoint."""
     change: float
     """Fitted value at ``end`` minus fitted value at ``start`` (signed)."""
     slopes: tuple[float, float, float]
     """Slopes before, during and after the window (per unit of x): least-squares lines through
-    the observed points of the outer segments, the fitted change over the window's width."""
+    the observed checkpoints of each side (window ends included), and the fitted change over
+    the window's width."""
     noise: float
-    """Root-mean-square residual of the fit (``n - 4`` degrees of freedom)."""
+    """Root-mean-square residual of the fit (``n - 5`` degrees of freedom)."""
     snr: float
     concentration: float
     width: float
@@ -198,7 +215,8 @@ def _step_fits(x: np.ndarray, y: np.ndarray, min_outside: int, direction: int
 
 
 def fit_window(x: np.ndarray, y: np.ndarray, params: DetectionParams) -> WindowFit | None:
-    """Best step fit of ``y(x)`` and its verdict (see the module docstring).
+    """Best linear-trend-plus-logistic-step fit of ``y(x)`` and its verdict (see the module
+    docstring for the model, the window and the criteria).
 
     Args:
         x: checkpoint positions (tokens, or ln tokens), strictly increasing.
