@@ -7,8 +7,8 @@ and the median of the repetitions is reported, so machine noise hits both sides 
 
     python benchmarks/bench_train.py [--preset attn-only-2l] [--steps 100] [--repeats 3]
 
-Prints tokens/s of both, their ratio, and the ratio with our fused attention switched off
-(how much of the gain the fused attention path brings).
+Prints tokens/s of both, their ratio, and the ratio with our fused paths (attention, LayerNorm)
+switched off (how much of the gain they bring).
 """
 
 import argparse
@@ -73,11 +73,11 @@ def main() -> None:
           f"{cfg.model.n_ctx} tokens, {torch.get_num_threads()} threads, median of "
           f"{args.repeats} interleaved runs")
     for name, label in [("tl", "transformer_lens.train.train"),
-                        ("ours_unfused", "induction_lens.train (fused attention off)"),
+                        ("ours_unfused", "induction_lens.train (fused paths off)"),
                         ("ours", "induction_lens.train")]:
         print(f"  {label:45s} {tokens / med[name]:10.0f} tokens/s  ({med[name]:.2f} s)")
     print(f"ratio induction_lens / transformer_lens: {med['tl'] / med['ours']:.2f}x "
-          f"(fused attention off: {med['tl'] / med['ours_unfused']:.2f}x)")
+          f"(fused paths off: {med['tl'] / med['ours_unfused']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -176,8 +176,9 @@ class TrainConfig(_Serialisable):
     seed: int = 0
     """Seed of the weight initialisation."""
     fused_attention: bool = True
-    """Train with the fused scaled-dot-product attention path (same maths as TransformerLens's
-    masked attention, checked equal in the tests, ~2x faster on CPU)."""
+    """Train with the fused paths: scaled-dot-product attention and one-kernel LayerNorm (the
+    same maths as TransformerLens's masked attention and step-by-step LayerNorm, checked equal
+    in the tests; see ``benchmarks/bench_train.py`` for the speed-up)."""
     keep_optimizer_states: int = 1
     """How many of the newest checkpoints keep their optimizer state (resume needs one)."""
 

@@ -28,12 +28,13 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformer_lens.components import Attention, Embed
+from transformer_lens.components import Attention, Embed, LayerNorm, LayerNormPre
 from transformer_lens.hook_points import HookPoint
 
 from induction_lens.config import ModelSpec
 
-__all__ = ["LensAttention", "build_model", "hooked_config", "fused_attention", "smear_keys"]
+__all__ = ["LensAttention", "LensLayerNorm", "LensLayerNormPre", "build_model", "hooked_config",
+           "fused_attention", "smear_keys"]
 
 
 @contextlib.contextmanager
@@ -76,6 +77,51 @@ class LensEmbed(Embed):
     def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
         embedded = F.embedding(tokens, self.W_E)
         return self.ln(embedded) if self.cfg.post_embedding_ln else embedded
+
+
+class _FusedNormMixin:
+    """``F.layer_norm`` in place of TransformerLens's step-by-step LayerNorm when nothing hooks it.
+
+    TransformerLens normalises in five elementwise operations so that ``hook_scale`` and
+    ``hook_normalized`` can see the intermediates; ``F.layer_norm`` computes the same function
+    (mean-centred, biased variance plus ``eps`` under the root) in one kernel, several times
+    faster forward and backward on CPU. Whenever either hook point has a hook (``run_with_cache``,
+    ``run_with_hooks``) or ``fused`` is False, the TransformerLens code runs unchanged.
+    """
+
+    fused: bool = True
+
+    def _fused_ok(self, x: Tensor) -> bool:
+        return (self.fused and x.dtype == self.cfg.dtype
+                and x.dtype in (torch.float32, torch.float64)
+                and not _has_hooks(self.hook_scale) and not _has_hooks(self.hook_normalized))
+
+
+class LensLayerNorm(_FusedNormMixin, LayerNorm):
+    """TransformerLens ``LayerNorm`` with a fused path (see :class:`_FusedNormMixin`)."""
+
+    def forward(self, x: Float[Tensor, "... length"]) -> Float[Tensor, "... length"]:
+        if not self._fused_ok(x):
+            return super().forward(x)
+        return F.layer_norm(x, (self.length,), self.w, self.b, self.eps)
+
+
+class LensLayerNormPre(_FusedNormMixin, LayerNormPre):
+    """TransformerLens ``LayerNormPre`` (no gain or bias) with a fused path."""
+
+    def forward(self, x: Float[Tensor, "... length"]) -> Float[Tensor, "... length"]:
+        if not self._fused_ok(x):
+            return super().forward(x)
+        return F.layer_norm(x, (x.shape[-1],), None, None, self.eps)
+
+
+def _lens_norm(norm: nn.Module, cfg: HookedTransformerConfig) -> nn.Module:
+    """The fused-capable replacement of a freshly built TransformerLens normalisation module."""
+    if type(norm) is LayerNorm:
+        return LensLayerNorm(cfg, length=norm.length)
+    if type(norm) is LayerNormPre:
+        return LensLayerNormPre(cfg)
+    return norm
 
 
 class LensAttention(Attention):
@@ -174,8 +220,9 @@ def build_model(spec: ModelSpec, *, seed: int | None = 0,
                 device: str | torch.device | None = None) -> HookedTransformer:
     """A freshly initialised ``HookedTransformer`` for ``spec``.
 
-    The attention modules are :class:`LensAttention` (smeared keys when ``spec.smeared_keys``)
-    and the embedding is :class:`LensEmbed` (a deterministic gradient); everything else is
+    The attention modules are :class:`LensAttention` (smeared keys when ``spec.smeared_keys``),
+    the LayerNorms :class:`LensLayerNorm` / :class:`LensLayerNormPre` (fused when unhooked) and
+    the embedding is :class:`LensEmbed` (a deterministic gradient); everything else is
     stock TransformerLens, so hooks, ``run_with_cache``, ``model.QK`` / ``model.OV`` and
     ``state_dict`` work as usual. The same ``seed`` gives the same weights.
 
@@ -194,7 +241,12 @@ def build_model(spec: ModelSpec, *, seed: int | None = 0,
     with quiet_deprecation():
         model = HookedTransformer(cfg, move_to_device=False)
     model.embed = LensEmbed(cfg)
+    if hasattr(model, "ln_final"):
+        model.ln_final = _lens_norm(model.ln_final, cfg)
     for layer, block in enumerate(model.blocks):
+        for name in ("ln1", "ln2"):
+            if hasattr(block, name):
+                setattr(block, name, _lens_norm(getattr(block, name), cfg))
         block.attn = LensAttention(cfg, layer_id=layer, smeared=spec.smeared_keys)
     model.init_weights()  # re-seeds, so replacing the attention modules keeps init deterministic
     model.setup()  # register the new hook points
@@ -207,13 +259,17 @@ def build_model(spec: ModelSpec, *, seed: int | None = 0,
 
 @contextlib.contextmanager
 def fused_attention(model: HookedTransformer, enabled: bool) -> Iterator[HookedTransformer]:
-    """Temporarily switch the fused attention path of every :class:`LensAttention` on or off."""
-    attns = [b.attn for b in model.blocks if isinstance(b.attn, LensAttention)]
-    before = [a.fused for a in attns]
-    for a in attns:
-        a.fused = enabled
+    """Temporarily switch the fused paths (:class:`LensAttention` and the LayerNorms) on or off.
+
+    Off, every module runs TransformerLens's own code: the reference the fused paths are tested
+    against, and what ``TrainConfig.fused_attention=False`` trains with.
+    """
+    modules = [m for m in model.modules() if isinstance(m, (LensAttention, _FusedNormMixin))]
+    before = [m.fused for m in modules]
+    for m in modules:
+        m.fused = enabled
     try:
         yield model
     finally:
-        for a, was in zip(attns, before, strict=True):
-            a.fused = was
+        for m, was in zip(modules, before, strict=True):
+            m.fused = was

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from induction_lens.models import LensAttention, build_model, fused_attention, smear_keys
+from induction_lens.models import (
+    LensAttention,
+    LensLayerNorm,
+    LensLayerNormPre,
+    build_model,
+    fused_attention,
+    smear_keys,
+)
 
 from .conftest import tiny_spec
 
@@ -161,3 +168,19 @@ def test_gradients_are_reproducible_with_several_threads():
         assert all(torch.equal(grads[0], g) for g in grads[1:])
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("normalization", ["LN", "LNPre"])
+def test_hooked_layer_norms_take_the_transformer_lens_path(normalization):
+    """The fused LayerNorm steps aside whenever its hook points are hooked, so caches and
+    interventions see TransformerLens's intermediates."""
+    model = build_model(tiny_spec(normalization_type=normalization, attn_only=False), seed=0)
+    norms = [model.ln_final, *(b.ln1 for b in model.blocks), *(b.ln2 for b in model.blocks)]
+    assert all(isinstance(n, (LensLayerNorm, LensLayerNormPre)) for n in norms)
+    tokens = torch.randint(0, 50, (2, 24))
+    logits, cache = model.run_with_cache(tokens)
+    assert cache["ln_final.hook_scale"].shape == (2, 24, 1)
+    torch.testing.assert_close(logits, model(tokens), atol=ATOL, rtol=0)
+    doubled = model.run_with_hooks(
+        tokens, fwd_hooks=[("ln_final.hook_normalized", lambda x, hook: 2 * x)])
+    assert not torch.allclose(doubled, logits)
