@@ -95,6 +95,7 @@ from induction_lens.evals.generality import (
     strongest_induction_head,
 )
 from induction_lens.evals.heads import classify_heads, head_scores
+from induction_lens.models import quiet_deprecation
 
 import _common as C
 
@@ -251,7 +252,8 @@ def _load_local(path: Path, device: str | None):
         raise C.ExampleError(f"--weights {path}: could not load it as a TransformerLens model "
                              f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
                              ) from None
-    model = HookedTransformer(cfg, tokenizer, move_to_device=False)
+    with quiet_deprecation():
+        model = HookedTransformer(cfg, tokenizer, move_to_device=False)
     model.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True,
                                       center_unembed=True, fold_value_biases=True)
     model.to(cfg.device)
