@@ -427,6 +427,21 @@ def plot(function: str, *args: Any, **kwargs: Any):
     return fn(*args, **kwargs)
 
 
+def training_figures(ex: "Example", frame: pd.DataFrame, runs: Sequence[str],
+                     icl_windows: pd.DataFrame, *, across: str = "") -> None:
+    """The figures of every training-dynamics example: ICL score and loss over training (one
+    line per run, shaded phase-change windows) and each run's prefix-matching curves."""
+    ex.figure("icl_score", lambda: plot("icl_score_curve", frame, windows=icl_windows),
+              caption=f"ICL score over training{across}; shaded: phase-change windows")
+    ex.figure("loss", lambda: plot("loss_curve", frame, windows=icl_windows),
+              caption=f"loss over training{across}")
+    for run in runs:
+        ex.figure(f"prefix_matching_{run}",
+                  lambda r=run: plot("head_score_curves", frame, metric="prefix_matching",
+                                     run=r, windows=icl_windows),
+                  caption=f"{run}: prefix-matching score of every head")
+
+
 def main(name: str, title: str, body: Callable[[Example], None], argv: Sequence[str] | None,
          *, description: str, add_arguments: Callable[[argparse.ArgumentParser], None] | None
          = None) -> int:

@@ -206,15 +206,7 @@ def body(ex: C.Example) -> None:
 
     multi = [r for p, r in runs.items() if ex.hub.config(r).model.n_layers > 1]
     icl_windows = windows[windows["signal"] == "icl_score"]
-    ex.figure("icl_score", lambda: C.plot("icl_score_curve", frame, windows=icl_windows),
-              caption="ICL score over training; shaded: detected phase-change windows")
-    ex.figure("loss", lambda: C.plot("loss_curve", frame, windows=icl_windows),
-              caption="loss over training (the bump)")
-    for run in runs.values():
-        ex.figure(f"prefix_matching_{run}",
-                  lambda r=run: C.plot("head_score_curves", frame, metric="prefix_matching",
-                                       run=r, windows=icl_windows),
-                  caption=f"{run}: prefix-matching score of every head")
+    C.training_figures(ex, frame, list(runs.values()), icl_windows)
     ex.figure("pca", lambda: C.plot("pca_trajectories", pca),
               caption="per-token-loss PCA trajectories in one basis")
     if multi:

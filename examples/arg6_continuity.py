@@ -130,15 +130,7 @@ def body(ex: C.Example) -> None:
                        f"starts satisfy (max - min) / |mean| <= {BEFORE_SPREAD}", paper=PAPER)
 
     icl_windows = windows[windows["signal"] == "icl_score"]
-    ex.figure("icl_score", lambda: C.plot("icl_score_curve", frame, windows=icl_windows),
-              caption="ICL score over training for every size; shaded: phase-change windows")
-    ex.figure("loss", lambda: C.plot("loss_curve", frame, windows=icl_windows),
-              caption="loss over training for every size")
-    for run in runs.values():
-        ex.figure(f"prefix_matching_{run}",
-                  lambda r=run: C.plot("head_score_curves", frame, metric="prefix_matching",
-                                       run=r, windows=icl_windows),
-                  caption=f"{run}: prefix-matching score of every head")
+    C.training_figures(ex, frame, list(runs.values()), icl_windows, across=" for every size")
 
     def by_size() -> go.Figure:
         fig = go.Figure()

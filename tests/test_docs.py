@@ -471,7 +471,13 @@ _FIGURE = re.compile(r"""ex\.figure\(\s*(f?)(["'])(.*?)\2""")
 
 
 def _figure_names(source: str) -> list[re.Pattern]:
-    """The figure names a script writes, as patterns (an f-string's fields match any text)."""
+    """The figure names a script writes, as patterns (an f-string's fields match any text);
+    a call of ``C.training_figures`` writes the ones that helper of ``examples/_common.py``
+    names."""
+    if "C.training_figures(" in source:
+        common = (ROOT / "examples" / "_common.py").read_text(encoding="utf-8")
+        helper = common[common.index("def training_figures("):]
+        source += helper[:helper.index("\n\n\n")]
     names = []
     for is_f, _, name in _FIGURE.findall(source):
         parts = re.split(r"\{[^}]*\}", name) if is_f else [name]
