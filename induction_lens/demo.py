@@ -34,7 +34,7 @@ def run_demo(hub: str | Path = "hub", *, steps: int = 1000, resume: bool = True,
         echo: where the report lines go (the CLI passes ``print``); None reports nothing.
     """
     say = echo or (lambda line: None)
-    hub = Hub(hub)
+    hub = Hub.of(hub)
     frames = []
     for preset in DEMO_RUNS:
         exists = preset in hub.runs()

@@ -182,6 +182,12 @@ class Hub:
     def __repr__(self) -> str:
         return f"Hub({str(self.root)!r})"
 
+    @classmethod
+    def of(cls, hub: "Hub | str | os.PathLike[str]") -> "Hub":
+        """``hub`` itself if it is a :class:`Hub`, else the hub at that directory (the one
+        coercion every function taking "a Hub or its directory" uses)."""
+        return hub if isinstance(hub, Hub) else cls(hub)
+
     # ----------------------------------------------------------------- reading
     def run_dir(self, run: str) -> Path:
         return self.root / check_run_name(run)

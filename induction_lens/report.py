@@ -250,10 +250,6 @@ ROWS: tuple[Row, ...] = (
 
 
 # ============================================================================ data
-def _hub(hub: Hub | str | Path) -> Hub:
-    return hub if isinstance(hub, Hub) else Hub(hub)
-
-
 def _check_runs(hub: Hub, runs: Sequence[str] | str) -> list[str]:
     runs = [runs] if isinstance(runs, str) else list(runs)
     if not runs:
@@ -585,7 +581,7 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
         raise ReportError(f"kind={kind!r} is not one of {get_args(AblationKind)}")
     if not isinstance(every, int) or every < 1:
         raise ReportError(f"every={every!r} must be a positive integer")
-    hub = _hub(hub)
+    hub = Hub.of(hub)
     names = _check_runs(hub, runs)
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):

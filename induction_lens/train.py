@@ -146,7 +146,7 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
         A :class:`TrainResult` with the final model and the training log.
     """
     cfg = resolve_config(model, train=train, data=data, steps=steps, scale=scale)
-    hub = hub if isinstance(hub, Hub) else Hub(hub)
+    hub = Hub.of(hub)
     device = torch.device(device) if device is not None else default_device()
     tcfg, spec = cfg.train, cfg.model
     tokens_per_step = tcfg.batch_size * spec.n_ctx

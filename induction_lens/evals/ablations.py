@@ -921,7 +921,7 @@ def head_types(hub: Hub | str | Path, run: str, step: int | None = None, *,
     from induction_lens.data import evaluator_token_pool
     from induction_lens.evals.heads import classify_heads, head_scores
 
-    hub = _as_hub(hub)
+    hub = Hub.of(hub)
     s = settings if settings is not None else EvalSettings()
     model = hub.load_model(run, step, device=device)
     pool = evaluator_token_pool(hub.token_frequencies(run), model.cfg.d_vocab,
@@ -943,13 +943,9 @@ def with_head_types(frame: pd.DataFrame, types: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------- over a run
-def _as_hub(hub: Hub | str | Path) -> Hub:
-    return hub if isinstance(hub, Hub) else Hub(hub)
-
-
 def ablation_path(hub: Hub | str | Path, run: str, kind: AblationKind) -> Path:
     """Where :func:`ablate_run` writes ``kind``'s reports: ``RUN/evals/ablations_KIND.parquet``."""
-    return _as_hub(hub).run_dir(run) / C.EVAL_DIR / f"ablations_{_check_kind(kind)}.parquet"
+    return Hub.of(hub).run_dir(run) / C.EVAL_DIR / f"ablations_{_check_kind(kind)}.parquet"
 
 
 def _detect_window(hub: Hub, run: str, settings: EvalSettings) -> tuple[int, int] | None:
@@ -1036,7 +1032,7 @@ def ablate_run(hub: Hub | str | Path, run: str, kind: AblationKind = "pattern", 
         The tidy frame ``run, step, tokens, layer, head, metric, value, position, example``.
     """
     kind = _check_kind(kind)
-    hub = _as_hub(hub)
+    hub = Hub.of(hub)
     settings = settings if settings is not None else EvalSettings()
     if not isinstance(every, int) or every < 1:
         raise AblationError(f"every={every!r} must be a positive integer")

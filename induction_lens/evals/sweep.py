@@ -451,7 +451,7 @@ def evaluate_model(model: HookedTransformer, *, metrics: Sequence[str] | str | N
 
 def cache_path(hub: Hub | str | Path, run: str, metric: str) -> Path:
     """Where :func:`evaluate_run` caches ``metric`` of ``run``: ``RUN/evals/{metric}.parquet``."""
-    hub = hub if isinstance(hub, Hub) else Hub(hub)
+    hub = Hub.of(hub)
     return hub.run_dir(run) / C.EVAL_DIR / f"{metric}.parquet"
 
 
@@ -528,7 +528,7 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
         The tidy frame ``run, step, tokens, layer, head, metric, value, position, example`` of
         the requested checkpoints, sorted by metric family order, step and row.
     """
-    hub = hub if isinstance(hub, Hub) else Hub(hub)
+    hub = Hub.of(hub)
     settings = settings if settings is not None else EvalSettings()
     chosen = _resolve_metrics(metrics)
     entries = hub.manifest(run)
