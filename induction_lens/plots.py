@@ -173,7 +173,8 @@ def _nice_log_ticks(lo: float, hi: float) -> np.ndarray:
     return ticks if len(ticks) else np.array([lo, hi])
 
 
-def _si(value: float) -> str:
+def format_si(value: float) -> str:
+    """``value`` with an SI suffix and 3 significant digits: 2.25M, 512, 1.5k."""
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
             return f"{value / factor:.3g}{suffix}"
@@ -222,7 +223,7 @@ def log_ticks(fig: go.Figure, axis: str = "x") -> go.Figure:
     ticks = _nice_log_ticks(lo, hi)
     (fig.update_xaxes if axis == "x" else fig.update_yaxes)(
         tickmode="array", tickvals=[float(10.0 ** t) for t in ticks],
-        ticktext=[_si(10.0 ** t) for t in ticks])
+        ticktext=[format_si(10.0 ** t) for t in ticks])
     return fig
 
 
@@ -761,7 +762,7 @@ def pca_trajectories(pca_frame: pd.DataFrame, *, highlight: str | Sequence[str] 
         hi = lo + 1.0
     ticks = _nice_log_ticks(lo, hi)
     colorbar = dict(title=dict(text=_TOKENS_TITLE, side="right"), thickness=12, tickvals=ticks,
-                    ticktext=[_si(10.0 ** t) for t in ticks])
+                    ticktext=[format_si(10.0 ** t) for t in ticks])
     shown_bar = False
     for i, run in enumerate(runs):
         sub = _of_run(pca_frame, run).sort_values("step")
@@ -918,7 +919,7 @@ def correlation_scatter(frame: pd.DataFrame, x: str = "qk_trace", y: str = "pref
     lo, hi = float(np.log10(floor)), float(np.log10(max(float(tok.max()), floor * 10)))
     ticks = _nice_log_ticks(lo, hi)
     colorbar = dict(title=dict(text=_TOKENS_TITLE, side="right"), thickness=12, tickvals=ticks,
-                    ticktext=[_si(10.0 ** t) for t in ticks])
+                    ticktext=[format_si(10.0 ** t) for t in ticks])
     for i, name in enumerate(runs):
         sub = _of_run(wide, name)
         if sub.empty:

@@ -445,13 +445,6 @@ footer code { font-size: 11px; }
 """
 
 
-def _fmt_tokens(tokens: float) -> str:
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if tokens >= factor:
-            return f"{tokens / factor:.3g}{suffix}"
-    return f"{tokens:.0f}"
-
-
 def _window_items(windows: pd.DataFrame) -> str:
     names = {"icl_score": "ICL score", "prefix_matching": "prefix matching", "loss": "loss bump"}
     items = []
@@ -459,8 +452,8 @@ def _window_items(windows: pd.DataFrame) -> str:
         name = names.get(row.signal, row.signal)
         if row.detected:
             items.append(f'<li class="hit">{name}: steps {int(row.start_step):,}–'
-                         f'{int(row.end_step):,} ({_fmt_tokens(row.start_tokens)}–'
-                         f'{_fmt_tokens(row.end_tokens)} tokens)</li>')
+                         f'{int(row.end_step):,} ({plots.format_si(row.start_tokens)}–'
+                         f'{plots.format_si(row.end_tokens)} tokens)</li>')
         else:
             items.append(f"<li>{name}: no phase change detected</li>")
     return f'<ul class="windows">{"".join(items)}</ul>' if items else ""
@@ -473,7 +466,7 @@ def _column_header(data: _RunData) -> str:
             f"<p>{html.escape(s['architecture'])}{preset}</p>"
             f"<p>{html.escape(s['shape'])}</p>"
             f"<p>data {html.escape(str(s['data']))}; {s['checkpoints']} checkpoints to step "
-            f"{s['last_step']:,} ({_fmt_tokens(s['last_tokens'])} tokens)</p>"
+            f"{s['last_step']:,} ({plots.format_si(s['last_tokens'])} tokens)</p>"
             f"{_window_items(data.windows)}</div>")
 
 
