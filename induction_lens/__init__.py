@@ -4,8 +4,8 @@ Build the paper's models as TransformerLens ``HookedTransformer``s, train them i
 checkpoint hub, and measure induction heads over training as tidy pandas DataFrames.
 """
 
-from induction_lens._version import __version__
 from induction_lens import plots
+from induction_lens._version import __version__
 from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
 from induction_lens.evals.ablations import ablate, ablate_run, ablation_metrics, head_types
 from induction_lens.evals.circuits import (
