@@ -22,6 +22,7 @@ CheckpointSchedule = Literal["linear", "log"]
 DataSource = Literal["synthetic", "hub", "files", "shakespeare"]
 TokenDistribution = Literal["uniform", "zipf"]
 TokenizerKind = Literal["bpe", "gpt2"]
+OptimizerKind = Literal["adamw", "sgd"]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -178,6 +179,9 @@ class TrainConfig(_Serialisable):
     in the tests; see ``benchmarks/bench_train.py`` for the speed-up)."""
     keep_optimizer_states: int = 1
     """How many of the newest checkpoints keep their optimizer state (resume needs one)."""
+    optimizer: OptimizerKind = "adamw"
+    """"adamw" (every language-model run) or "sgd": plain SGD without momentum, Reddy 2023's
+    optimiser (used by the ``reddy-*`` presets; ``betas`` are then ignored)."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.steps, int) and self.steps >= 1,
@@ -188,6 +192,7 @@ class TrainConfig(_Serialisable):
                  f"TrainConfig.lr={self.lr!r} must be a positive finite number")
         _require(self.warmup_steps >= 0, f"TrainConfig.warmup_steps={self.warmup_steps} must be >= 0")
         _check_literal("TrainConfig", "lr_schedule", self.lr_schedule, LRSchedule)
+        _check_literal("TrainConfig", "optimizer", self.optimizer, OptimizerKind)
         _check_literal("TrainConfig", "checkpoint_schedule", self.checkpoint_schedule,
                        CheckpointSchedule)
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
@@ -333,15 +338,230 @@ class DataSpec(_Serialisable):
         )
 
 
+ReddyNetKind = Literal["reddy"]
+ReddyTaskSource = Literal["reddy"]
+
+
+@dataclass(frozen=True)
+class ReddyTaskSpec(_Serialisable):
+    """Reddy 2023's bursty in-context classification task (arXiv 2312.03002, section 2).
+
+    K classes with mean vectors mu_k ~ N(0, I/D) and L label vectors l_m ~ N(0, I/D); class k
+    has label k mod L. An item of class k is ``(mu_k + eps * eta) / sqrt(1 + eps^2)`` with
+    eta ~ N(0, I/D). A sequence is ``x1, l1, ..., xN, lN, xq`` (2N + 1 tokens); each token is
+    a one-hot position (``n_pos`` dims, the sequence placed at a random offset) followed by
+    its D content dims. Bursty sequences (probability ``p_B``) hold N/B classes B times each;
+    the others draw items and query iid from the rank-frequency law f(k) ~ k^-alpha.
+    Novel-class sequences (probability ``p_C``) use fresh class means and are always bursty.
+    See :mod:`induction_lens.data.reddy` for the generator and its documented readings.
+    """
+
+    source: ReddyTaskSource = "reddy"
+    """Marks the task in ``run.json`` (always "reddy")."""
+    K: int = 256
+    """Number of classes (a multiple of L)."""
+    L: int = 32
+    """Number of labels."""
+    N: int = 8
+    """Item-label pairs in the context."""
+    B: int = 1
+    """Burstiness: each class of a bursty sequence appears B times (0: no bursty sequences)."""
+    D: int = 63
+    """Content dimensions of every token."""
+    eps: float = 0.1
+    """Within-class noise."""
+    alpha: float = 0.0
+    """Exponent of the rank-frequency law f(k) ~ k^-alpha over the K classes."""
+    p_B: float = 1.0
+    """Probability that a known-class sequence is bursty (forced to 0 when B = 0)."""
+    p_C: float = 0.0
+    """Probability that a sequence uses novel classes (always bursty)."""
+    n_pos: int = 65
+    """Width of the position one-hot; a sequence starts at a random offset in
+    ``0 .. n_pos - (2N + 1)``."""
+    seed: int = 0
+    """Seed of the class means and labels (the "world") and of every batch and test set."""
+
+    def __post_init__(self) -> None:
+        _check_literal("ReddyTaskSpec", "source", self.source, ReddyTaskSource)
+        for name in ("K", "L", "N", "D", "n_pos"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1,
+                     f"ReddyTaskSpec.{name}={value!r} must be a positive integer")
+        _require(isinstance(self.B, int) and self.B >= 0,
+                 f"ReddyTaskSpec.B={self.B!r} must be a non-negative integer (0: no bursty "
+                 "sequences)")
+        _require(self.K % self.L == 0,
+                 f"ReddyTaskSpec.K={self.K} must be a multiple of L={self.L} (class k has label "
+                 "k mod L); change K or L")
+        _require(self.B <= self.N,
+                 f"ReddyTaskSpec.B={self.B} exceeds N={self.N}; a class cannot appear more often "
+                 "than there are context items: lower B or raise N")
+        _require(self.B == 0 or self.N % self.B == 0,
+                 f"ReddyTaskSpec.N={self.N} is not divisible by B={self.B}; a bursty sequence "
+                 "holds N/B classes B times each: pick B dividing N")
+        _require(self.B == 0 or self.N // self.B <= self.K,
+                 f"ReddyTaskSpec.K={self.K} is smaller than N/B={self.N // max(self.B, 1)}, the "
+                 "distinct classes of a bursty sequence; raise K or B")
+        for name in ("p_B", "p_C"):
+            value = getattr(self, name)
+            _require(isinstance(value, int | float) and 0 <= value <= 1,
+                     f"ReddyTaskSpec.{name}={value!r} must be a probability in [0, 1]")
+        _require(math.isfinite(self.eps) and self.eps >= 0,
+                 f"ReddyTaskSpec.eps={self.eps!r} must be a finite number >= 0")
+        _require(math.isfinite(self.alpha) and self.alpha >= 0,
+                 f"ReddyTaskSpec.alpha={self.alpha!r} must be a finite number >= 0")
+        _require(self.p_C == 0 or self.B >= 1,
+                 f"ReddyTaskSpec.p_C={self.p_C} needs B >= 1 (novel-class sequences are "
+                 "bursty); set B >= 1 or p_C = 0")
+        _require(self.N // max(self.B, 1) <= self.L,
+                 f"ReddyTaskSpec.L={self.L} is smaller than N/B={self.N // max(self.B, 1)}: the "
+                 "novel classes of an in-context test sequence need distinct labels; raise L or B")
+        _require(self.n_pos >= self.seq_len,
+                 f"ReddyTaskSpec.n_pos={self.n_pos} is too small for the position one-hot of "
+                 f"2N+1={self.seq_len} tokens; raise n_pos or lower N")
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per sequence: N item-label pairs and the query."""
+        return 2 * self.N + 1
+
+    @property
+    def d_input(self) -> int:
+        """Width of every input token: the position one-hot plus the D content dims."""
+        return self.n_pos + self.D
+
+    @property
+    def is_synthetic(self) -> bool:
+        """False: not the language-model synthetic corpus (no segments to fit in a context)."""
+        return False
+
+
+@dataclass(frozen=True)
+class ReddyNetSpec(_Serialisable):
+    """Reddy 2023's minimal network: two one-head attention layers and a ReLU classifier.
+
+    Attention layers ``u <- u + softmax_causal((Q u)(K u)^T) V u`` with Q, K, V of size
+    ``d_model x d_model``, no scaling, no output projection, no biases, no LayerNorm, then a
+    classifier of ``n_mlp_layers`` ReLU layers of width ``mlp_width`` and a linear readout to
+    ``n_labels`` logits on the last token (arXiv 2312.03002, section 2).
+    """
+
+    kind: ReddyNetKind = "reddy"
+    """Marks the network in ``run.json`` (always "reddy")."""
+    d_model: int = 128
+    """Residual width: the task's position one-hot plus its content dims (65 + 63)."""
+    n_layers: int = 2
+    """Attention layers (one head each)."""
+    n_ctx: int = 65
+    """Longest sequence the trunk accepts (the task's ``n_pos``)."""
+    n_labels: int = 32
+    """Classifier outputs: the task's L."""
+    mlp_width: int = 128
+    """Width of the classifier's ReLU layers."""
+    n_mlp_layers: int = 3
+    """Number of ReLU layers in the classifier."""
+    init_std: float = 63 ** -0.5
+    """Standard deviation of the Q, K, V entries at initialisation: the paper's N(0, 1/D) with
+    D = 63."""
+
+    def __post_init__(self) -> None:
+        _check_literal("ReddyNetSpec", "kind", self.kind, ReddyNetKind)
+        for name in ("d_model", "n_layers", "n_ctx", "n_labels", "mlp_width"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value >= 1,
+                     f"ReddyNetSpec.{name}={value!r} must be a positive integer")
+        _require(isinstance(self.n_mlp_layers, int) and self.n_mlp_layers >= 0,
+                 f"ReddyNetSpec.n_mlp_layers={self.n_mlp_layers!r} must be an integer >= 0")
+        _require(self.n_labels >= 2,
+                 f"ReddyNetSpec.n_labels={self.n_labels} must be at least 2")
+        _require(math.isfinite(self.init_std) and self.init_std > 0,
+                 f"ReddyNetSpec.init_std={self.init_std!r} must be a positive finite number")
+
+    @property
+    def n_heads(self) -> int:
+        """One head per layer."""
+        return 1
+
+    @property
+    def d_head(self) -> int:
+        """The head is as wide as the residual stream."""
+        return self.d_model
+
+    @property
+    def attn_only(self) -> bool:
+        """No MLP between the attention layers (the classifier comes after the last)."""
+        return True
+
+    @property
+    def smeared_keys(self) -> bool:
+        """Never smeared."""
+        return False
+
+    @property
+    def d_vocab(self) -> int:
+        """The network's output size, the L labels (it reads continuous tokens, no vocabulary)."""
+        return self.n_labels
+
+    @property
+    def n_params(self) -> int:
+        """Trainable parameters (Q, K, V of each layer, the classifier)."""
+        attn = 3 * self.n_layers * self.d_model ** 2
+        widths = [self.d_model] + [self.mlp_width] * self.n_mlp_layers + [self.n_labels]
+        return attn + sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+    @classmethod
+    def for_task(cls, task: ReddyTaskSpec, **overrides: Any) -> "ReddyNetSpec":
+        """The network that fits ``task`` (d_model, n_ctx, n_labels and init from the task)."""
+        base = dict(d_model=task.d_input, n_ctx=task.n_pos, n_labels=task.L,
+                    init_std=task.D ** -0.5)
+        base.update(overrides)
+        return cls(**base)
+
+
+def check_reddy_fit(net: ReddyNetSpec, task: ReddyTaskSpec) -> None:
+    """Raise a :class:`ConfigError` when ``net`` cannot read ``task``'s sequences."""
+    _require(net.d_model == task.d_input,
+             f"ReddyNetSpec.d_model={net.d_model} must equal the task's n_pos + D = "
+             f"{task.n_pos} + {task.D} = {task.d_input}; use ReddyNetSpec.for_task(task)")
+    _require(net.n_labels == task.L,
+             f"ReddyNetSpec.n_labels={net.n_labels} must equal the task's L={task.L}; use "
+             "ReddyNetSpec.for_task(task)")
+    _require(net.n_ctx >= task.seq_len,
+             f"ReddyNetSpec.n_ctx={net.n_ctx} is shorter than the task's 2N+1={task.seq_len} "
+             "tokens; raise n_ctx")
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a run; what the hub writes to ``run.json``."""
+    """Everything that defines a run; what the hub writes to ``run.json``.
 
-    model: ModelSpec
+    A language-model run pairs a :class:`ModelSpec` with a :class:`DataSpec`; a Reddy 2023
+    classifier run pairs a :class:`ReddyNetSpec` with a
+    :class:`ReddyTaskSpec` (their dicts carry ``kind: "reddy"``
+    and ``source: "reddy"``, which is how :meth:`from_dict` tells them apart).
+    """
+
+    model: ModelSpec | ReddyNetSpec
     train: TrainConfig
-    data: DataSpec = field(default_factory=DataSpec)
+    data: DataSpec | ReddyTaskSpec = field(default_factory=DataSpec)
     preset: str | None = None
     """Name of the preset the run was built from, if any."""
+
+    def __post_init__(self) -> None:
+        reddy_model = isinstance(self.model, ReddyNetSpec)
+        reddy_data = isinstance(self.data, ReddyTaskSpec)
+        _require(reddy_model == reddy_data,
+                 f"RunConfig pairs a {type(self.model).__name__} with a "
+                 f"{type(self.data).__name__}; a ReddyNetSpec needs a ReddyTaskSpec and a "
+                 "ModelSpec a DataSpec")
+        if reddy_model:
+            check_reddy_fit(self.model, self.data)
+
+    @property
+    def is_reddy(self) -> bool:
+        """True for a Reddy 2023 in-context classification run."""
+        return isinstance(self.model, ReddyNetSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -354,9 +574,11 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        reddy = data["model"].get("kind") == "reddy"
         return cls(
-            model=ModelSpec.from_dict(data["model"]),
+            model=(ReddyNetSpec if reddy else ModelSpec).from_dict(data["model"]),
             train=TrainConfig.from_dict(data["train"]),
-            data=DataSpec.from_dict(data["data"]),
+            data=(ReddyTaskSpec if reddy else DataSpec).from_dict(data["data"]),
             preset=data.get("preset"),
         )
+

@@ -275,7 +275,12 @@ class Hub:
         their tokenizer attached so ``model.to_tokens`` works.
         """
         cfg = self.config(run)
-        model = build_model(cfg.model, seed=None, device=device)
+        if cfg.is_reddy:  # Reddy 2023's classifier network
+            from induction_lens.models.reddy import build_reddy_network
+
+            model = build_reddy_network(cfg.model, seed=None, device=device)
+        else:
+            model = build_model(cfg.model, seed=None, device=device)
         self._load_into(model, run, step)
         hf_tok = self.hf_tokenizer(run)
         if hf_tok is not None:

@@ -21,10 +21,18 @@ from typing import Literal, get_args
 
 import pandas as pd
 
-from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
+from induction_lens.config import (
+    ConfigError,
+    DataSpec,
+    ModelSpec,
+    ReddyNetSpec,
+    ReddyTaskSpec,
+    RunConfig,
+    TrainConfig,
+)
 
 Scale = Literal["laptop", "paper"]
-Family = Literal["attn-only", "mlp", "smeared", "full"]
+Family = Literal["attn-only", "mlp", "smeared", "full", "reddy"]
 
 SMALL_LAYERS = (1, 2, 3, 4, 5, 6)
 SMEARED_LAYERS = (1, 2)
@@ -79,6 +87,42 @@ def _full(n_layers: int) -> Preset:
                   RunConfig(paper, _PAPER_FULL_TRAIN, DataSpec(), preset=name))
 
 
+_REDDY_PAPER_TRAIN = TrainConfig(steps=150_000, batch_size=128, lr=0.01, warmup_steps=0,
+                                 weight_decay=1e-6, grad_clip=None, checkpoint_every=1000,
+                                 optimizer="sgd")
+"""Reddy 2023: plain SGD, learning rate 0.01, batch 128, 150k steps, test sets every 1000 steps.
+The paper says only "a small weight decay"; 1e-6 is our choice."""
+_REDDY_LAPTOP_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup_steps=0,
+                                  weight_decay=0.0, grad_clip=None, checkpoint_every=100,
+                                  optimizer="adamw")
+"""Laptop scale (our choice): AdamW at 1e-3 on a network of width 64 (33 position dims, 31
+content dims); with these the in-context transition of ``reddy-icl`` comes within ~1000 steps
+(about 15 s on one CPU core) instead of the ~30k SGD steps the paper reports."""
+_REDDY_LAPTOP_TASK = {"n_pos": 33, "D": 31}
+
+
+def _reddy(name: str, description: str, **task: object) -> Preset:
+    paper_task = ReddyTaskSpec(**task)
+    laptop_task = ReddyTaskSpec(**{**task, **_REDDY_LAPTOP_TASK})
+    return Preset(name, "reddy", description,
+                  RunConfig(ReddyNetSpec.for_task(laptop_task), _REDDY_LAPTOP_TRAIN, laptop_task,
+                            preset=name),
+                  RunConfig(ReddyNetSpec.for_task(paper_task), _REDDY_PAPER_TRAIN, paper_task,
+                            preset=name))
+
+
+def _reddy_presets() -> list[Preset]:
+    """Reddy 2023 (arXiv 2312.03002): the in-context classification task and minimal network."""
+    return [
+        _reddy("reddy-icl", "Reddy 2023 dynamics setting: K=256, B=1, p_B=1, p_C=0.8 (learns "
+               "in-context)", K=256, B=1, p_B=1.0, p_C=0.8),
+        _reddy("reddy-iwl", "Reddy 2023, iid sequences: K=256, B=0, p_C=0 (learns in-weights)",
+               K=256, B=0, p_B=0.0, p_C=0.0),
+        _reddy("reddy-l-eq-n", "Reddy 2023 control: L=N=8, K=256, B=1, p_C=0.8 (no in-context "
+               "learning)", K=256, L=8, B=1, p_B=1.0, p_C=0.8),
+    ]
+
+
 def _registry() -> dict[str, Preset]:
     presets: list[Preset] = []
     for n in SMALL_LAYERS:
@@ -91,6 +135,7 @@ def _registry() -> dict[str, Preset]:
         presets.append(_small(f"smeared-{n}l", "smeared", n, attn_only=True, smeared=True,
                               description=f"attention-only with smeared keys, {n} layer(s)"))
     presets.extend(_full(n) for n in FULL_LAYERS)
+    presets.extend(_reddy_presets())
     return {p.name: p for p in presets}
 
 

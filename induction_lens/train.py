@@ -82,6 +82,9 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 
 def _check_fits(cfg: RunConfig) -> None:
     data, model = cfg.data, cfg.model
+    if cfg.train.optimizer != "adamw":
+        raise ConfigError(f"TrainConfig.optimizer={cfg.train.optimizer!r} is only supported for "
+                          "Reddy runs; language models train with 'adamw'")
     if data.is_synthetic and data.max_segment >= model.n_ctx:
         raise ConfigError(
             f"ModelSpec.n_ctx={model.n_ctx} is too short for DataSpec.max_segment="
@@ -145,6 +148,12 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
     Returns:
         A :class:`TrainResult` with the final model and the training log.
     """
+    from induction_lens.train_reddy import is_reddy_request, train_reddy
+
+    if is_reddy_request(model, scale):  # Reddy 2023's classifier: its own loop
+        return train_reddy(model, hub=hub, run=run, train=train, data=data,  # type: ignore
+                           steps=steps, scale=scale, resume=resume, device=device,
+                           progress=progress, on_checkpoint=on_checkpoint)
     cfg = resolve_config(model, train=train, data=data, steps=steps, scale=scale)
     hub = Hub.of(hub)
     device = torch.device(device) if device is not None else default_device()

@@ -1,0 +1,172 @@
+"""Training loop of Reddy 2023's in-context classifier, writing snapshots into the local hub.
+
+G. Reddy, *The mechanistic basis of data dependence and abrupt learning in an in-context
+classification task*, ICLR 2024 (arXiv 2312.03002): the network is trained with plain SGD
+(learning rate 0.01, batch 128) on fresh sequences every step. :func:`train_reddy` does that
+with the project's machinery: the run is opened with :meth:`~induction_lens.hub.Hub.open_run`,
+checkpoints follow :meth:`~induction_lens.config.TrainConfig.checkpoint_steps` and are written
+by :meth:`~induction_lens.hub.RunWriter.save_checkpoint` (safetensors, sha256 manifest, the
+newest optimizer state kept), so :meth:`~induction_lens.hub.Hub.load_model` and every hub tool
+work on it. :func:`induction_lens.train.train` dispatches here for a Reddy config.
+
+Optimiser: ``TrainConfig.optimizer`` "sgd" (plain SGD, no momentum: the paper's) or "adamw"
+(with ``betas``); weight decay on the weight matrices only (Q, K, V and the classifier's
+weights), never on biases; the learning rate follows ``TrainConfig.lr_at`` (warm-up, schedule)
+and the gradient is clipped when ``grad_clip`` is set. Loss: cross-entropy (nats) of the
+query's label.
+
+Determinism: the weights come from ``TrainConfig.seed``, batch ``s`` is a pure function of the
+task and ``s`` (:func:`~induction_lens.data.reddy.train_batch`), so a run resumed from its last
+checkpoint (weights and optimizer state stored exactly) ends bit-identical on CPU to one never
+interrupted. The log's ``tokens`` column counts training tokens, ``step * batch * (2N + 1)``.
+"""
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from induction_lens.config import DataSpec, ReddyTaskSpec, RunConfig, TrainConfig
+from induction_lens.data.reddy import make_world, train_batch
+from induction_lens.errors import ConfigError
+from induction_lens.hub import Hub
+from induction_lens.models.reddy import ReddyNetwork, build_reddy_network
+from induction_lens.presets import Scale, get_preset
+from induction_lens.train import CheckpointCallback, TrainResult, default_device
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["is_reddy_request", "make_reddy_optimizer", "resolve_reddy_config", "train_reddy"]
+
+
+def is_reddy_request(model: object, scale: Scale = "laptop") -> bool:
+    """True when ``model`` (a preset name or a :class:`RunConfig`) is a Reddy run."""
+    if isinstance(model, RunConfig):
+        return model.is_reddy
+    if isinstance(model, str):
+        return get_preset(model, scale).is_reddy
+    return False
+
+
+def resolve_reddy_config(model: RunConfig | str, *, train: TrainConfig | None = None,
+                         data: ReddyTaskSpec | DataSpec | str | None = None,
+                         steps: int | None = None, scale: Scale = "laptop") -> RunConfig:
+    """A Reddy preset name or config with optional overrides.
+
+    ``data`` may be a :class:`ReddyTaskSpec` (replaces the task), or the language-model default
+    (``"synthetic"`` / ``DataSpec()``, what the command line always passes), of which only the
+    seed is taken; any other data source is an error, as the task defines the sequences.
+    """
+    cfg = get_preset(model, scale) if isinstance(model, str) else model
+    if not isinstance(cfg, RunConfig) or not cfg.is_reddy:
+        raise ConfigError(f"model={model!r} is not a Reddy preset or config; use e.g. "
+                          "'reddy-icl' (see `induction-lens presets`)")
+    if isinstance(data, str):
+        data = DataSpec.parse(data)
+    if isinstance(data, DataSpec):
+        if data.source != "synthetic" or data.distribution != "uniform":
+            raise ConfigError(f"data source {data.source!r} does not apply to a Reddy run (its "
+                              "task generates the sequences); pass a ReddyTaskSpec or leave "
+                              "--data at its default")
+        data = replace(cfg.data, seed=data.seed)
+    if data is not None:
+        cfg = replace(cfg, data=data)
+    if train is not None:
+        cfg = replace(cfg, train=train)
+    if steps is not None:
+        cfg = replace(cfg, train=replace(cfg.train, steps=steps))
+    return cfg
+
+
+def make_reddy_optimizer(net: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW (``cfg.optimizer``); group 0 (weight matrices) is decayed, group 1 is not."""
+    decay, no_decay = [], []
+    for param in net.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def train_reddy(model: RunConfig | str, *, hub: Hub | str | Path, run: str,
+                train: TrainConfig | None = None,
+                data: ReddyTaskSpec | DataSpec | str | None = None, steps: int | None = None,
+                scale: Scale = "laptop", resume: bool = False,
+                device: str | torch.device | None = None, progress: bool = True,
+                on_checkpoint: CheckpointCallback | None = None) -> TrainResult:
+    """Train Reddy's network on its task and write the snapshots into ``hub/run``.
+
+    Arguments as :func:`induction_lens.train.train` (which calls this for Reddy configs).
+
+    Returns:
+        A :class:`~induction_lens.train.TrainResult` whose model is the
+        :class:`~induction_lens.models.reddy.ReddyNetwork` at the last step (eval mode) and
+        whose log has ``step, tokens, loss, accuracy, lr, grad_norm, seconds``.
+    """
+    cfg = resolve_reddy_config(model, train=train, data=data, steps=steps, scale=scale)
+    hub = Hub.of(hub)
+    device = torch.device(device) if device is not None else default_device()
+    tcfg, task = cfg.train, cfg.data
+    tokens_per_step = tcfg.batch_size * task.seq_len
+    world = make_world(task)
+    with hub.open_run(run, cfg, resume=resume) as writer:
+        net: ReddyNetwork = build_reddy_network(cfg.model, seed=tcfg.seed, device=device)
+        optimizer = make_reddy_optimizer(net, tcfg)
+        start = writer.last_step
+        if start is not None:
+            net.load_state_dict(hub.load_state_dict(run, start))
+            optimizer.load_state_dict(hub.load_optimizer_state(run, start))
+            log = hub.log(run)
+            log = log[log["step"] <= start].reset_index(drop=True)
+            logger.info("resuming run %s from step %d", run, start)
+        else:
+            start, log = 0, pd.DataFrame()
+            writer.save_checkpoint(0, 0, net, optimizer.state_dict(), log)
+            if on_checkpoint is not None:
+                on_checkpoint(0, 0, net)
+        ckpt_steps = set(tcfg.checkpoint_steps())
+        params = [p for p in net.parameters() if p.requires_grad]
+        rows: list[dict] = []
+        net.train()
+        bar = tqdm(total=tcfg.steps, initial=min(start, tcfg.steps), disable=not progress,
+                   desc=run, unit="step", dynamic_ncols=True)
+        for step in range(start, tcfg.steps):
+            t0 = time.perf_counter()
+            lr, wd = tcfg.lr_at(step), tcfg.weight_decay_at(step)
+            for i, group in enumerate(optimizer.param_groups):
+                group["lr"] = lr
+                group["weight_decay"] = wd if i == 0 else 0.0
+            batch = train_batch(task, world, step, tcfg.batch_size).to(device)
+            logits = net(batch.inputs)
+            loss = F.cross_entropy(logits, batch.targets)
+            loss.backward()
+            grad_norm = (torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+                         if tcfg.grad_clip is not None else torch.tensor(float("nan")))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            rows.append({"step": done, "tokens": done * tokens_per_step, "loss": loss.item(),
+                         "accuracy": (logits.argmax(-1) == batch.targets).float().mean().item(),
+                         "lr": lr, "grad_norm": float(grad_norm),
+                         "seconds": time.perf_counter() - t0})
+            bar.update(1)
+            bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
+            if done in ckpt_steps:
+                new = pd.DataFrame(rows)
+                log = pd.concat([log, new], ignore_index=True) if len(log) else new
+                rows = []
+                writer.save_checkpoint(done, done * tokens_per_step, net,
+                                       optimizer.state_dict(), log)
+                if on_checkpoint is not None:
+                    on_checkpoint(done, done * tokens_per_step, net)
+        bar.close()
+    net.eval()
+    return TrainResult(hub=hub, run=run, model=net, log=log)
