@@ -53,7 +53,7 @@ from induction_lens.config import ReddyTaskSpec
 from induction_lens.errors import DataError
 
 __all__ = ["KIND_BURSTY", "KIND_IID", "KIND_NOVEL", "ReddyBatch", "ReddyWorld", "SetName",
-           "make_world", "rank_frequency", "sample_set", "test_set", "train_batch"]
+           "make_world", "rank_frequency", "sample_set", "eval_set", "train_batch"]
 
 SetName = Literal["train", "ic", "ic2", "iw"]
 """The sequence distributions: training, in-context, in-context with shifted labels, in-weights."""
@@ -226,7 +226,7 @@ def train_batch(task: ReddyTaskSpec, world: ReddyWorld, step: int, batch_size: i
                       generator=_generator(task.seed, _STREAM_TRAIN, step))
 
 
-def test_set(task: ReddyTaskSpec, world: ReddyWorld, name: SetName, n: int) -> ReddyBatch:
+def eval_set(task: ReddyTaskSpec, world: ReddyWorld, name: SetName, n: int) -> ReddyBatch:
     """The test set ``name`` of ``n`` sequences (the same every call; disjoint stream from
     training)."""
     if name not in get_args(SetName):

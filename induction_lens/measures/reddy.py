@@ -43,7 +43,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from induction_lens.config import ReddyTaskSpec
-from induction_lens.data.reddy import ReddyBatch, SetName, make_world, test_set
+from induction_lens.data.reddy import ReddyBatch, SetName, eval_set, make_world
 from induction_lens.errors import EvalError
 
 __all__ = ["AblationKind", "ablated_accuracy", "accuracy_and_loss", "cla", "evaluate_reddy",
@@ -173,16 +173,16 @@ def evaluate_reddy(model: HookedTransformer, task: ReddyTaskSpec, *, n_sequences
     Names: ``{set}_accuracy`` and ``{set}_loss`` for each of ``sets``, and ``ila1``, ``tila2``,
     ``tla2``, ``cla`` measured on ``progress_set`` (default IC, where only the induction
     circuit can succeed; None skips them). The test sets are the task's own (:func:`~induction_lens.
-    data.reddy.test_set`), so every checkpoint of a run is measured on the same sequences.
+    data.reddy.eval_set`), so every checkpoint of a run is measured on the same sequences.
     """
     if not isinstance(n_sequences, int) or n_sequences < 1:
         raise EvalError(f"n_sequences={n_sequences!r} must be a positive integer")
     world = make_world(task)
     out: dict[str, float] = {}
     for name in sets:
-        batch = test_set(task, world, name, n_sequences)
+        batch = eval_set(task, world, name, n_sequences)
         acc, loss = accuracy_and_loss(label_logits(model, batch), batch.targets)
         out[f"{name}_accuracy"], out[f"{name}_loss"] = acc, loss
     if progress_set is not None:
-        out.update(progress_measures(model, test_set(task, world, progress_set, n_sequences)))
+        out.update(progress_measures(model, eval_set(task, world, progress_set, n_sequences)))
     return out
