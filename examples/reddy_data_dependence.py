@@ -1,0 +1,284 @@
+"""Reddy 2023: abrupt in-context learning in a minimal network, its data dependence, and the
+nested-logit model of its cause.
+
+G. Reddy, *The mechanistic basis of data dependence and abrupt learning in an in-context
+classification task*, ICLR 2024 (arXiv 2312.03002). The abstract: "In-context learning (ICL) is
+driven by the abrupt emergence of an induction head, which subsequently competes with in-weights
+learning", and "A phenomenological model of induction head formation traces its abrupt
+emergence to the sequential learning of three nested logits enabled by an intrinsic curriculum."
+
+What runs. Default mode (about 5-10 minutes on 2 CPU cores; our choice of sizes): the laptop
+task (33 position dims + 31 content dims, so width 64; N = 8, L = 32, eps = 0.1, alpha = 0)
+and network, AdamW at 1e-3, batch 128:
+
+* ``dynamics``: K = 256, B = 1, p_B = 1, p_C = 0.8 (the paper's dynamics setting), 2000 steps,
+  a checkpoint every 25 steps;
+* ``data``: p_C = 0 (ICL must come from burstiness alone), 3000 steps: K = 1024 with
+  B = 0, 1, 4, and K = 64 with B = 1;
+* ``L = N``: L = N = 8 (K = 256, B = 1, p_C = 0.8), 2000 steps, weight seeds 0, 1, 2.
+
+``--full`` uses the paper's network and optimiser (width 128, plain SGD at 0.01, 150k steps,
+K in {128, 256, 512, 2048} x B in {0, 1, 2, 4}, six L = N seeds): hours on a GPU.
+``--tiny`` trains every run for a few steps (every code path in well under a minute; claims FAIL).
+
+Claims (thresholds are our choices, stated in each criterion):
+
+1. ``abrupt_icl``: IC accuracy sits at most 1/N + 0.1 until a step t_lo, then reaches 0.9 by a
+   step t_hi with t_hi - t_lo < 0.2 t_lo.
+2. ``progress_measures_jump``: the largest increase between consecutive checkpoints of ILA1 and
+   of TILA2 each fall within [t_lo - 2 intervals, t_hi + 2 intervals].
+3. ``data_dependence``: final IC accuracy rises with B (B = 0 below B = 1 and below B = 4) and
+   with K (K = 64 below K = 1024 at B = 1); final IW accuracy is higher at B = 0 than at B = 4.
+4. ``l_equals_n``: with L = N no seed reaches IC accuracy 0.5; the L > N run does.
+5. ``nested_logits``: the three-logit model (our reconstruction) from the origin has a slow
+   phase (loss fallen < 10% of its drop by half the time to p(correct) = 0.9) then a fast one
+   (10% to 90% of the drop in fewer steps than the slow phase took), learns xi, then alpha, then
+   beta1 (first step each reaches 0.5), and stays at the origin for L = N.
+6. ``layer2_ablation``: after the transition, replacing the layer-2 head's output by its mean
+   over the IC test set (our reading of the paper's ablation) drops IC accuracy from >= 0.9 to
+   at most 1/N + 0.1 (the zero-ablation value is reported too).
+
+Run: ``python examples/reddy_data_dependence.py [--hub hub] [--out DIR] [--full | --tiny]``.
+"""
+
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+import pandas as pd
+
+import induction_lens as il
+from induction_lens.config import ReddyNetSpec, ReddyTaskSpec, RunConfig, TrainConfig
+from induction_lens.data.reddy import eval_set, make_world
+from induction_lens.measures.reddy import ablated_accuracy, evaluate_reddy
+from induction_lens.models.reddy import train_nested_logits
+
+import _common as C
+
+NAME = "reddy_data_dependence"
+TITLE = "Reddy 2023: abrupt in-context learning, its data dependence and the nested-logit model"
+PAPER = "Reddy 2023 (arXiv 2312.03002)"
+MARGIN = 0.1
+
+LAPTOP_TASK = ReddyTaskSpec(n_pos=33, D=31)
+LAPTOP_TRAIN = TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup_steps=0, weight_decay=0.0,
+                           grad_clip=None, checkpoint_every=25, optimizer="adamw")
+PAPER_TASK = ReddyTaskSpec()
+PAPER_TRAIN = TrainConfig(steps=150_000, batch_size=128, lr=0.01, warmup_steps=0,
+                          weight_decay=1e-6, grad_clip=None, checkpoint_every=1000,
+                          optimizer="sgd")
+
+
+def _plan(ex: C.Example) -> dict:
+    """Run names -> (task, train config, weight seed), and the groups the claims use."""
+    base, train = (PAPER_TASK, PAPER_TRAIN) if ex.full else (LAPTOP_TASK, LAPTOP_TRAIN)
+    data_steps = PAPER_TRAIN.steps if ex.full else 3000
+    runs: dict[str, tuple[ReddyTaskSpec, TrainConfig, int]] = {}
+    dyn = replace(base, K=256, B=1, p_B=1.0, p_C=0.8)
+    runs["dynamics"] = (dyn, train, 0)
+    ks, bs = ((128, 256, 512, 2048), (0, 1, 2, 4)) if ex.full else ((64, 1024), (0, 1, 4))
+    data_train = replace(train, steps=data_steps, checkpoint_every=max(train.checkpoint_every,
+                                                                        data_steps // 30))
+    grid = [(1024 if not ex.full else 2048, b) for b in bs] + [(k, 1) for k in ks]
+    for k, b in dict.fromkeys(grid):
+        runs[f"data-K{k}-B{b}"] = (replace(base, K=k, B=b, p_B=1.0 if b else 0.0, p_C=0.0),
+                                   data_train, 0)
+    n_seeds = 6 if ex.full else 3
+    for s in range(n_seeds):
+        runs[f"l-eq-n-s{s}"] = (replace(dyn, L=8), train, s)
+    if ex.tiny:
+        runs = {k: (t, replace(c, steps=C.TINY_STEPS, checkpoint_every=C.TINY_CHECKPOINT_EVERY), s)
+                for k, (t, c, s) in runs.items()}
+    k_big = 2048 if ex.full else 1024
+    return {"runs": runs, "k_big": k_big, "k_small": min(ks), "bs": bs}
+
+
+def _ensure(ex: C.Example, name: str, task: ReddyTaskSpec, train: TrainConfig, seed: int) -> str:
+    """Train the run into the hub, or reuse/resume it when the hub has it with the same config."""
+    run = f"tiny-reddy-{name}" if ex.tiny else f"reddy-{name}{'-full' if ex.full else ''}"
+    cfg = RunConfig(ReddyNetSpec.for_task(task), replace(train, seed=seed), task, preset=None)
+    status = "trained"
+    if run in ex.hub.runs():
+        stored = ex.hub.config(run)
+        if replace(stored, train=replace(stored.train, steps=cfg.train.steps)) != cfg:
+            raise C.ExampleError(f"run {run!r} in hub {ex.hub.root} has another configuration; "
+                                 "use another --hub (or delete the run)")
+        last = ex.hub.manifest(run)[-1].step
+        status = "reused" if last >= cfg.train.steps else "resumed"
+    if status != "reused":
+        ex.say(f"[{NAME}] {status.replace('ed', 'ing')} {run} to step {cfg.train.steps}")
+        il.train(cfg, hub=ex.hub, run=run, resume=status == "resumed", device=ex.args.device,
+                 progress=not ex.quiet)
+    ex.runs.append(C.RunRecord(run=run, preset="reddy", steps=ex.hub.manifest(run)[-1].step,
+                               data="reddy", status=status, train_seconds=0.0))
+    return run
+
+
+def _curve(ex: C.Example, run: str, n: int, every: int = 1) -> pd.DataFrame:
+    task = ex.hub.config(run).data
+    rows = []
+    for step, tokens, model in ex.hub.iter_checkpoints(run, every=every, device=ex.args.device):
+        rows.append({"run": run, "step": step, "train_tokens": tokens,
+                     **evaluate_reddy(model, task, n_sequences=n)})
+    return pd.DataFrame(rows)
+
+
+def _transition(curve: pd.DataFrame, n_items: int) -> dict:
+    steps, acc = curve["step"].to_list(), curve["ic_accuracy"].to_list()
+    hi = next((i for i, a in enumerate(acc) if a >= 0.9), None)
+    if hi is None:
+        return {"t_lo": None, "t_hi": None, "plateau_max": max(acc), "final_ic": acc[-1]}
+    lo = max((i for i in range(hi) if acc[i] <= 1 / n_items + MARGIN), default=None)
+    return {"t_lo": None if lo is None else steps[lo], "t_hi": steps[hi],
+            "plateau_max": max(acc[:lo + 1]) if lo is not None else None,
+            "plateau_ok": lo is not None and all(a <= 1 / n_items + MARGIN for a in acc[:lo + 1]),
+            "final_ic": acc[-1]}
+
+
+def _jump_step(curve: pd.DataFrame, column: str) -> int | None:
+    diffs = curve[column].diff()
+    return None if diffs.isna().all() else int(curve.loc[diffs.idxmax(), "step"])
+
+
+def _first_at(frame: pd.DataFrame, column: str, level: float) -> int | None:
+    hit = frame[frame[column] >= level]
+    return None if hit.empty else int(hit["step"].iloc[0])
+
+
+def _nested_claim(ex: C.Example) -> None:
+    steps = 1000 if ex.tiny else 15_000
+    frame = train_nested_logits(8, 32, steps=steps, record_every=10)
+    flat = train_nested_logits(8, 8, steps=min(steps, 5000), record_every=100)
+    ex.facts["nested_logits"] = frame.iloc[::50].to_dict(orient="records")
+    t90 = _first_at(frame, "p_correct", 0.9)
+    loss0 = frame["loss"].iloc[0]
+    drop = frame.assign(frac=(loss0 - frame["loss"]) / (loss0 - frame["loss"].min()))
+    at_half = None if t90 is None else float(drop.loc[drop["step"] <= t90 / 2, "frac"].iloc[-1])
+    t10, t90d = _first_at(drop, "frac", 0.1), _first_at(drop, "frac", 0.9)
+    order = {k: _first_at(frame, k, 0.5) for k in ("xi", "alpha", "beta1")}
+    at_origin = float(flat[["beta1", "alpha", "xi"]].abs().to_numpy().max())
+    slow_fast = (at_half is not None and at_half < 0.1 and t10 is not None and t90d is not None
+                 and (t90d - t10) < t10)
+    ordered = None not in order.values() and order["xi"] < order["alpha"] < order["beta1"]
+    ex.figure("nested_logits", lambda: _lines(frame, ["p_correct", "xi", "alpha", "beta1"],
+                                              "nested-logit model (N=8, L=32), gradient descent"),
+              caption="the three-logit model from the origin: p(correct) and its parameters")
+    ex.claim("nested_logits", "the nested-logit model learns slowly then abruptly, in the "
+             "order xi, alpha, beta1, and never leaves the origin when L = N",
+             slow_fast and ordered and at_origin < 1e-12,
+             {"t_p90": t90, "loss_drop_fraction_at_half_t90": at_half,
+              "t_drop10": t10, "t_drop90": t90d, "first_step_at_0.5": order,
+              "max_abs_param_L_eq_N": at_origin,
+              "p_correct": {s: float(frame.loc[frame["step"] == s, "p_correct"].iloc[0])
+                            for s in (0, 1000, 2000, 3000, steps) if s <= steps}},
+             criterion="loss fallen < 10% of its total drop by t90/2 and the 10%->90% drop in "
+                       "fewer steps than the first 10% took; xi reaches 0.5 before alpha before "
+                       "beta1; with L = N every parameter stays within 1e-12 of 0",
+             paper=f"{PAPER}, section 5 (phenomenological model); equations our reconstruction")
+
+
+def _lines(frame: pd.DataFrame, columns: list[str], title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=frame["step"], y=frame[c], name=c, mode="lines")
+                     for c in columns])
+    fig.update_layout(title=title, xaxis_title="step", template="plotly_white")
+    return fig
+
+
+def body(ex: C.Example) -> None:
+    plan = _plan(ex)
+    n_eval = 200 if ex.tiny else (10_000 if ex.full else 2000)
+    runs = {k: _ensure(ex, k, *v) for k, v in plan["runs"].items()}
+    ex.facts["eval_sequences"] = n_eval
+    ex.facts["configs"] = {runs[k]: {"task": t.to_dict(), "train": c.to_dict(), "seed": s}
+                           for k, (t, c, s) in plan["runs"].items()}
+
+    # 1-2: the dynamics run, every checkpoint.
+    dyn = runs["dynamics"]
+    curve = _curve(ex, dyn, n_eval)
+    ex.facts["dynamics_curve"] = curve.to_dict(orient="records")
+    n_items = ex.hub.config(dyn).data.N
+    tr = _transition(curve, n_items)
+    interval = int(curve["step"].diff().median()) if len(curve) > 1 else 0
+    t_lo, t_hi = tr["t_lo"], tr["t_hi"]
+    abrupt = (t_lo is not None and t_lo > 0 and tr["plateau_ok"]
+              and (t_hi - t_lo) < 0.2 * t_lo)
+    ex.claim("abrupt_icl", "IC accuracy sits on a plateau near 1/N, then jumps to >= 0.9",
+             abrupt, {**tr, "window": None if t_lo is None else t_hi - t_lo,
+                      "checkpoint_interval": interval},
+             criterion=f"IC accuracy <= 1/N + {MARGIN} up to t_lo > 0, >= 0.9 at t_hi, "
+                       "t_hi - t_lo < 0.2 t_lo", paper=f"{PAPER}, dynamics figure (section 3)")
+    jumps = {m: _jump_step(curve, m) for m in ("ila1", "tila2")}
+    in_window = (t_lo is not None and all(
+        j is not None and t_lo - 2 * interval <= j <= t_hi + 2 * interval
+        for j in jumps.values()))
+    ex.claim("progress_measures_jump", "ILA1 and TILA2 jump in the same window as IC accuracy",
+             in_window, {"t_lo": t_lo, "t_hi": t_hi, "ila1_jump_step": jumps["ila1"],
+                         "tila2_jump_step": jumps["tila2"],
+                         "ila1_final": float(curve["ila1"].iloc[-1]),
+                         "tila2_final": float(curve["tila2"].iloc[-1])},
+             criterion="the largest checkpoint-to-checkpoint increase of each lies in "
+                       "[t_lo - 2 intervals, t_hi + 2 intervals]",
+             paper=f"{PAPER}, progress measures (section 3); definitions our reading")
+    ex.figure("dynamics", lambda: _lines(curve, ["ic_accuracy", "iw_accuracy", "ila1", "tila2",
+                                                 "tla2", "cla"], f"{dyn}: IC accuracy and "
+                                                 "progress measures"),
+              caption="IC/IW accuracy and the progress measures over training")
+
+    # 6: layer-2 ablation after the transition (the final checkpoint).
+    model = ex.hub.load_model(dyn, device=ex.args.device)
+    task = ex.hub.config(dyn).data
+    ic = eval_set(task, make_world(task), "ic", n_eval)
+    full_acc = float(curve["ic_accuracy"].iloc[-1])
+    mean_acc = ablated_accuracy(model, ic, kind="mean")
+    zero_acc = ablated_accuracy(model, ic, kind="zero")
+    ex.claim("layer2_ablation", "ablating the layer-2 head after the transition drops IC "
+             "accuracy to near chance", full_acc >= 0.9 and mean_acc <= 1 / n_items + MARGIN,
+             {"ic_accuracy": full_acc, "mean_ablated": mean_acc, "zero_ablated": zero_acc,
+              "chance_1_over_L": 1 / task.L, "chance_1_over_N": 1 / n_items},
+             criterion=f"IC accuracy >= 0.9 before, <= 1/N + {MARGIN} with the layer-2 output "
+                       "replaced by its mean over the IC set",
+             paper=f"{PAPER}, targeted experiments (section 3); ablation our reading")
+
+    # 3: data dependence, final checkpoints.
+    finals = {}
+    for key, run in runs.items():
+        if key.startswith("data-"):
+            t = ex.hub.config(run).data
+            finals[(t.K, t.B)] = evaluate_reddy(ex.hub.load_model(run, device=ex.args.device),
+                                                t, n_sequences=n_eval, progress_set=None)
+    kb, ks = plan["k_big"], plan["k_small"]
+    ic = {f"K{k}-B{b}": v["ic_accuracy"] for (k, b), v in finals.items()}
+    iw = {f"K{k}-B{b}": v["iw_accuracy"] for (k, b), v in finals.items()}
+    b_hi = max(plan["bs"])
+    ok = (all(ic[f"K{kb}-B0"] < ic[f"K{kb}-B{b}"] for b in plan["bs"] if b)
+          and ic[f"K{ks}-B1"] < ic[f"K{kb}-B1"] and iw[f"K{kb}-B0"] > iw[f"K{kb}-B{b_hi}"])
+    ex.claim("data_dependence", "in-context learning rises with burstiness B and with the "
+             "number of classes K; in-weights learning falls with B", ok,
+             {"ic_accuracy": ic, "iw_accuracy": iw},
+             criterion=f"final IC: K{kb}-B0 below every K{kb}-B>=1 and K{ks}-B1 below K{kb}-B1; "
+                       f"final IW: K{kb}-B0 above K{kb}-B{b_hi} (p_C = 0)",
+             paper=f"{PAPER}, data-dependence figure (section 2)")
+
+    # 4: L = N prevents ICL.
+    leqn = {run: evaluate_reddy(ex.hub.load_model(run, device=ex.args.device),
+                                ex.hub.config(run).data, n_sequences=n_eval, sets=("ic",),
+                                progress_set=None)["ic_accuracy"]
+            for key, run in runs.items() if key.startswith("l-eq-n")}
+    ex.claim("l_equals_n", "with L = N no seed learns in-context; with L > N it does",
+             max(leqn.values()) <= 0.5 and tr["final_ic"] > 0.5,
+             {"ic_accuracy_L_eq_N": leqn, "ic_accuracy_L_gt_N": tr["final_ic"]},
+             criterion="every L = N seed ends with IC accuracy <= 0.5; the L = 32 run > 0.5",
+             paper=f"{PAPER}, dynamics section (L = N: 0 of 6 seeds learn ICL)")
+
+    # 5: the reduced model.
+    _nested_claim(ex)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return C.main(NAME, TITLE, body, argv, description=__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
