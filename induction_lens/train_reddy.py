@@ -32,16 +32,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from induction_lens.config import DataSpec, ReddyTaskSpec, RunConfig, TrainConfig
-from induction_lens.data.reddy import make_world, train_batch
+from induction_lens.data.reddy import eval_set, make_world, train_batch
 from induction_lens.errors import ConfigError
 from induction_lens.hub import Hub
-from induction_lens.models.reddy import ReddyNetwork, build_reddy_network
+from induction_lens.models.reddy import InductionHeadModel, ReddyNetwork, build_reddy_network
 from induction_lens.presets import Scale, get_preset
 from induction_lens.train import CheckpointCallback, TrainResult, default_device
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["is_reddy_request", "make_reddy_optimizer", "resolve_reddy_config", "train_reddy"]
+__all__ = ["is_reddy_request", "make_reddy_optimizer", "resolve_reddy_config", "train_reddy",
+           "induction_head_sweep"]
 
 
 def is_reddy_request(model: object, scale: Scale = "laptop") -> bool:
@@ -170,3 +171,44 @@ def train_reddy(model: RunConfig | str, *, hub: Hub | str | Path, run: str,
         bar.close()
     net.eval()
     return TrainResult(hub=hub, run=run, model=net, log=log)
+
+
+def induction_head_sweep(task: ReddyTaskSpec, inits: list[tuple[float, float, float]], *,
+                         learn_beta1: bool = True, steps: int = 2000, lr: float = 0.1,
+                         batch_size: int = 128, n_eval: int = 1000, record_every: int = 100
+                         ) -> pd.DataFrame:
+    """Train :class:`~induction_lens.models.reddy.InductionHeadModel` from each initial
+    ``(beta1, alpha, xi)`` with plain SGD on ``task``'s training batches (the same batches for
+    every start) and record it.
+
+    Returns one row per start and recorded step: ``beta1_0, alpha_0, xi_0, step, loss,
+    ic_accuracy, beta1, alpha, xi`` (IC accuracy on ``n_eval`` sequences of the IC set).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ConfigError(f"steps={steps!r} must be a positive integer")
+    if not inits:
+        raise ConfigError("inits is empty; pass at least one (beta1, alpha, xi)")
+    world = make_world(task)
+    ic = eval_set(task, world, "ic", n_eval)
+    ic_content = ic.inputs[..., task.n_pos:]
+    rows = []
+    for b0, a0, x0 in inits:
+        model = InductionHeadModel(world.labels, beta1=b0, alpha=a0, xi=x0,
+                                   learn_beta1=learn_beta1)
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
+        for step in range(steps + 1):
+            batch = train_batch(task, world, step, batch_size)
+            loss = F.cross_entropy(model(batch.inputs[..., task.n_pos:]), batch.targets)
+            if step % record_every == 0 or step == steps:
+                with torch.no_grad():
+                    acc = (model(ic_content).argmax(-1) == ic.targets).float().mean().item()
+                rows.append({"beta1_0": b0, "alpha_0": a0, "xi_0": x0, "step": step,
+                             "loss": loss.item(), "ic_accuracy": acc,
+                             "beta1": model.beta1.item(), "alpha": model.alpha.item(),
+                             "xi": model.xi.item()})
+            if step == steps:
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return pd.DataFrame(rows)

@@ -6,7 +6,12 @@ import torch
 from induction_lens.config import ReddyNetSpec, ReddyTaskSpec
 from induction_lens.data.reddy import make_world, train_batch
 from induction_lens.errors import ConfigError
-from induction_lens.models.reddy import NestedLogitModel, ReddyNetwork, train_nested_logits
+from induction_lens.models.reddy import (
+    InductionHeadModel,
+    NestedLogitModel,
+    ReddyNetwork,
+    train_nested_logits,
+)
 
 TASK = ReddyTaskSpec(K=64, L=8, N=8, D=15, n_pos=20, p_C=0.5)
 
@@ -121,3 +126,29 @@ def test_nested_logits_bad_inputs():
         NestedLogitModel(8, 4)
     with pytest.raises(ConfigError, match="steps"):
         train_nested_logits(steps=0)
+
+
+def test_induction_head_model_by_hand():
+    torch.manual_seed(0)
+    labels = torch.randn(5, 3)
+    content = torch.randn(2, 5, 3)  # N = 2: x1, l1, x2, l2, xq
+    model = InductionHeadModel(labels, beta1=0.3, alpha=1.5, xi=2.0)
+    p1 = 1 / (1 + torch.exp(torch.tensor(-0.3)))
+    expected = []
+    for seq in content:
+        h = [p1 * seq[0] + (1 - p1) * seq[1], p1 * seq[2] + (1 - p1) * seq[3]]
+        s = torch.stack([1.5 * (seq[4] @ hi) for hi in h]).softmax(0)
+        expected.append(2.0 * (s[0] * h[0] + s[1] * h[1]) @ labels.T)
+    assert torch.allclose(model(content), torch.stack(expected), atol=1e-6)
+    frozen = InductionHeadModel(labels, beta1=2.0, learn_beta1=False)
+    assert not frozen.beta1.requires_grad
+
+
+def test_induction_head_model_only_xi_moves_at_the_origin():
+    task = ReddyTaskSpec(K=64, L=16, N=8, D=15, n_pos=20, p_C=1.0)
+    batch = train_batch(task, make_world(task), 0, 64)
+    model = InductionHeadModel(make_world(task).labels)
+    torch.nn.functional.cross_entropy(model(batch.inputs[..., task.n_pos:]),
+                                      batch.targets).backward()
+    assert model.xi.grad.item() < 0
+    assert model.alpha.grad.item() == 0 and model.beta1.grad.item() == 0

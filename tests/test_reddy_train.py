@@ -86,3 +86,18 @@ def test_language_model_refuses_sgd(tmp_path):
     with pytest.raises(ConfigError, match="only supported for Reddy runs"):
         il.train(spec, train=train, data=DataSpec(min_segment=2, max_segment=4), hub=tmp_path,
                  run="x", progress=False)
+
+
+def test_induction_head_sweep_rows():
+    from induction_lens.train_reddy import induction_head_sweep
+
+    frame = induction_head_sweep(TASK, [(0.0, 0.0, 0.0), (2.0, 0.0, 0.0)], learn_beta1=False,
+                                 steps=4, lr=0.1, batch_size=8, n_eval=16, record_every=2)
+    assert len(frame) == 2 * 3 and frame["step"].tolist() == [0, 2, 4] * 2
+    assert (frame.loc[frame["beta1_0"] == 2.0, "beta1"] == 2.0).all()  # frozen
+    start = frame[frame["step"] == 0]
+    assert torch.allclose(torch.tensor(start["loss"].to_numpy()),
+                          torch.full((2,), torch.log(torch.tensor(8.0)).item(),
+                                     dtype=torch.float64), atol=1e-6)  # xi = 0: uniform on L
+    with pytest.raises(ConfigError, match="inits"):
+        induction_head_sweep(TASK, [])

@@ -25,6 +25,10 @@ layers PyTorch's default ``nn.Linear`` law, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) f
 biases (our choice; the paper does not say). Both are drawn from a generator seeded with
 ``seed``, so the same seed gives the same network without touching the global RNG.
 
+**The induction-head model** (:class:`InductionHeadModel`, section 4): the paper's
+few-parameter model of the induction head that emulates the network; the equations are our
+reading (see the class docstring).
+
 **The phenomenological model** (:class:`NestedLogitModel`, section 5): three nested logits,
 beta1 (layer-1 copying), alpha (layer-2 matching) and xi (classifier alignment). The paper
 gives the structure; the equations are our reconstruction (see the class docstring).
@@ -44,7 +48,8 @@ from induction_lens.config import ReddyNetSpec
 from induction_lens.errors import ConfigError
 from induction_lens.models.transformer import quiet_deprecation
 
-__all__ = ["NestedLogitModel", "ReddyNetwork", "build_reddy_network", "train_nested_logits"]
+__all__ = ["InductionHeadModel", "NestedLogitModel", "ReddyNetwork", "build_reddy_network",
+           "train_nested_logits"]
 
 
 def _hooked_config(spec: ReddyNetSpec,
@@ -214,3 +219,40 @@ def train_nested_logits(n_items: int = 8, n_labels: int = 32, *, steps: int = 15
         loss.backward()
         opt.step()
     return pd.DataFrame(rows)
+
+
+class InductionHeadModel(nn.Module):
+    """A three-parameter model of the induction head (Reddy 2023, section 4; **our reading**).
+
+    The paper: "we construct a two-parameter model of an induction head which emulates the full
+    data distributional dependencies" and a three-parameter version reproduces the network's
+    dynamics, while "removing one component makes success depend on initialisation". It does
+    not give the equations here; ours act on the content part of the task's tokens (positions
+    are implicit in the fixed roles of the tokens):
+
+    * layer 1: label token i attends to its item with weight p1 = sigmoid(beta1) (and to itself
+      with 1 - p1), so it carries ``h_i = p1 x_i + (1 - p1) l_i``;
+    * layer 2: the query attends to the N label tokens with weights
+      ``softmax_i(alpha * x_q . h_i)`` and reads ``o = sum_i a_i h_i``;
+    * classifier: label m gets the logit ``xi * l_m . o``.
+
+    With ``learn_beta1=False`` beta1 is frozen at its initial value (the two-parameter model:
+    layer 1's copying is no longer learned, so success depends on where beta1 starts).
+    """
+
+    def __init__(self, labels: Float[Tensor, "L D"], *, beta1: float = 0.0, alpha: float = 0.0,
+                 xi: float = 0.0, learn_beta1: bool = True):
+        super().__init__()
+        self.register_buffer("labels", labels.detach().clone())
+        self.beta1 = nn.Parameter(torch.tensor(float(beta1)), requires_grad=learn_beta1)
+        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+        self.xi = nn.Parameter(torch.tensor(float(xi)))
+
+    def forward(self, content: Float[Tensor, "batch pos D"]) -> Float[Tensor, "batch L"]:
+        """Label logits from the content dims of a batch of sequences ``x1, l1, ..., xq``."""
+        items, labels, query = content[:, 0:-1:2], content[:, 1::2], content[:, -1]
+        p1 = torch.sigmoid(self.beta1)
+        h = p1 * items + (1 - p1) * labels                                  # [batch, N, D]
+        scores = self.alpha * torch.einsum("bd,bnd->bn", query, h)
+        out = torch.einsum("bn,bnd->bd", scores.softmax(-1), h)
+        return self.xi * out @ self.labels.T
