@@ -1,4 +1,7 @@
-"""Every on-disk name of the local checkpoint hub, in one place.
+"""Names in one place: every on-disk name of the local checkpoint hub, the BOS token, the head
+evaluators' metric names.
+
+Level: a leaf (imports nothing from the package).
 
 Layout of a hub (a plain directory)::
 
@@ -16,6 +19,9 @@ Layout of a hub (a plain directory)::
       .cache/                             tokenized natural text, shared by runs
 """
 
+from typing import Literal, get_args
+
+
 RUN_CONFIG = "run.json"
 MANIFEST = "manifest.json"
 TRAIN_LOG = "log.parquet"
@@ -28,6 +34,11 @@ CACHE_DIR = ".cache"
 WEIGHTS_SUFFIX = ".safetensors"
 OPTIMIZER_SUFFIX = ".optim.safetensors"
 MANIFEST_FORMAT = 1
+
+HeadMetric = Literal["prefix_matching", "copying", "previous_token"]
+HEAD_METRICS: tuple[str, ...] = get_args(HeadMetric)
+"""The head activation evaluators of the paper's appendix, "(3) Head activation evaluators":
+the ``metric`` names :func:`induction_lens.measures.head_scores` writes."""
 
 BOS_TOKEN_ID = 0
 """Token id 0 is the beginning-of-sequence token of every corpus of this package."""

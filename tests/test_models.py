@@ -137,8 +137,8 @@ def test_smeared_model_refuses_kv_cache():
 def test_key_bias_is_frozen_because_the_softmax_cancels_it():
     """A key bias shifts every score of a query equally; it is frozen so Adam cannot walk it
     on rounding noise (which made resumed runs differ from uninterrupted ones)."""
-    from induction_lens.train import make_optimizer
     from induction_lens.config import TrainConfig
+    from induction_lens.train import make_optimizer
 
     model = build_model(tiny_spec(smeared_keys=True), seed=0)
     tokens = torch.randint(0, 50, (2, 24))
