@@ -121,6 +121,21 @@ def _target_of_staged(staged: Path) -> Path:
     return staged.with_name(staged.name[1:-len(C.STAGED_SUFFIX)])
 
 
+_META_KEY = "induction_lens"
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
+    """``tensors`` as safetensors bytes with ``meta`` as metadata, byte-for-byte reproducible.
+
+    safetensors writes its metadata map in a random order (a Rust ``HashMap``), so two saves of
+    the same state could differ in bytes and sha256; one metadata key holding key-sorted JSON
+    makes equal states give equal files (an interrupted and resumed run writes the very files
+    of an uninterrupted one).
+    """
+    return safetensors.torch.save(tensors,
+                                  metadata={_META_KEY: json.dumps(meta, sort_keys=True)})
+
+
 def optimizer_to_safetensors(state: dict[str, Any]) -> bytes:
     """Serialise a ``torch.optim`` state dict as safetensors (tensors) + JSON metadata."""
     tensors: dict[str, torch.Tensor] = {}
@@ -132,13 +147,13 @@ def optimizer_to_safetensors(state: dict[str, Any]) -> bytes:
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     meta = {"param_groups": json.dumps(state["param_groups"]), "scalars": json.dumps(scalars)}
-    return safetensors.torch.save(tensors, metadata=meta)
+    return save_safetensors(tensors, meta)
 
 
 def optimizer_from_safetensors(data: bytes) -> dict[str, Any]:
     """Inverse of :func:`optimizer_to_safetensors`."""
     tensors = safetensors.torch.load(data)
-    meta = _safetensors_metadata(data)
+    meta = safetensors_metadata(data)
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         _, idx, key = name.split(".", 2)
@@ -148,10 +163,13 @@ def optimizer_from_safetensors(data: bytes) -> dict[str, Any]:
     return {"state": state, "param_groups": json.loads(meta["param_groups"])}
 
 
-def _safetensors_metadata(data: bytes) -> dict[str, str]:
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    """The metadata of safetensors bytes written by :func:`save_safetensors` (or, in files of
+    earlier versions, given as plain safetensors metadata)."""
     header_len = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + header_len])
-    return header.get("__metadata__", {})
+    meta = header.get("__metadata__", {})
+    return json.loads(meta[_META_KEY]) if _META_KEY in meta else meta
 
 
 @dataclass(frozen=True)
@@ -873,7 +891,7 @@ class RunWriter:
 
     def save_token_frequencies(self, frequencies: np.ndarray) -> Path:
         tensor = torch.as_tensor(np.asarray(frequencies, dtype=np.float64))
-        return self.write_file(C.TOKEN_FREQUENCIES, safetensors.torch.save({"frequencies": tensor}))
+        return self.write_file(C.TOKEN_FREQUENCIES, save_safetensors({"frequencies": tensor}, {}))
 
     def save_checkpoint(self, step: int, tokens: int, model: torch.nn.Module,
                         optimizer_state: dict[str, Any] | None, log: pd.DataFrame | None = None
@@ -885,9 +903,9 @@ class RunWriter:
         manifest (and only complete checkpoints, with the log that matches them) in place.
         """
         written = []
-        weights = safetensors.torch.save({k: v.detach().cpu().contiguous()
-                                          for k, v in model.state_dict().items()},
-                                         metadata={"step": str(step), "tokens": str(tokens)})
+        weights = save_safetensors({k: v.detach().cpu().contiguous()
+                                    for k, v in model.state_dict().items()},
+                                   {"step": str(step), "tokens": str(tokens)})
         written.append(atomic_write_bytes(self.path / C.checkpoint_name(step), weights))
         entry = {"step": step, "tokens": tokens, "weights": C.checkpoint_name(step),
                  "sha256": sha256_bytes(weights), "optimizer": None, "optimizer_sha256": None}
