@@ -324,6 +324,9 @@ class Hub:
             if not self.root.is_dir():
                 raise HubError(f"hub directory {self.root} does not exist, so run {run!r} is "
                                "not in it; check --hub")
+            if (path / C.MANIFEST).is_file() and C.RUN_CONFIG in _read_manifest(path).files:
+                raise HubError(f"{path / C.RUN_CONFIG} is missing (the manifest lists it); "
+                               "restore it from a backup, or delete the run and train it again")
             known = ", ".join(self.runs()) or "none"
             raise HubError(f"run {run!r} is not in hub {self.root} (runs: {known}); "
                            "train it first or check --hub")
