@@ -64,7 +64,7 @@ from induction_lens.errors import ConfigError, HubError
 from induction_lens.io import (
     atomic_write_bytes,
     atomic_write_json,
-    atomic_write_parquet,
+    atomic_write_parquet,  # noqa: F401  (re-exported: the evaluators import it from here)
     fsync_dir,
     git_hash,
     json_bytes,
@@ -209,8 +209,9 @@ def _read_manifest(run_path: Path) -> _Manifest:
         fmt = raw.get("format", 1)
         checkpoints = raw["checkpoints"]
         files = raw.get("files", {})
-        if not isinstance(fmt, int) or not isinstance(checkpoints, list) \
-                or not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        if (not isinstance(fmt, int) or not isinstance(checkpoints, list)
+                or not isinstance(files, dict)
+                or not all(isinstance(v, str) for v in files.values())):
             raise TypeError("unexpected structure")
         for entry in checkpoints:
             CheckpointEntry(**entry)
@@ -275,8 +276,9 @@ class Hub:
         """Refuse a hub of a newer format, and a directory that is not a hub at all.
 
         Without the marker (a new directory, or a hub written before the marker existed) the
-        directory is a hub when every visible entry is a run directory: one with a
-        ``run.json``, or one holding only names of a run's layout (a run being created).
+        directory is a hub when it holds a run (a directory with a ``run.json``), or when every
+        visible entry looks like a run being created (only names of a run's layout). Our
+        reading: anything else (a project directory, a home directory) is not a hub.
         """
         marker = self.root / C.HUB_MARKER
         if marker.is_file():
@@ -293,12 +295,15 @@ class Hub:
                                "upgrade induction-lens (pip install -U induction-lens) or use "
                                "another --hub")
             return
-        foreign = sorted(p.name for p in self.root.iterdir()
-                         if not p.name.startswith(".") and not _looks_like_run(p))
+        entries = [p for p in self.root.iterdir() if not p.name.startswith(".")]
+        if any((p / C.RUN_CONFIG).is_file() for p in entries):
+            return  # a hub written before the marker existed (stray files are tolerated)
+        foreign = sorted(p.name for p in entries if not _looks_like_run(p))
         if foreign:
             shown = ", ".join(repr(n) for n in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
-            raise HubError(f"{self.root} is not an induction_lens hub (no {C.HUB_MARKER}, and "
-                           f"{shown} are not runs); pass a hub directory or a new or empty one")
+            raise HubError(f"{self.root} is not an induction_lens hub (no {C.HUB_MARKER}, no "
+                           f"run, and it holds things that are not runs: {shown}); pass a hub "
+                           "directory or a new or empty one")
 
     def _ensure_marker(self) -> None:
         """Write the hub marker if the hub has none yet (its first write)."""

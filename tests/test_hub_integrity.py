@@ -221,7 +221,7 @@ def test_foreign_directory_is_not_a_hub(tmp_path, capsys):
     (tmp_path / "README.md").write_text("my project")
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "main.py").write_text("print(1)")
-    with pytest.raises(HubError, match="is not an induction_lens hub .*'README.md', 'src'"):
+    with pytest.raises(HubError, match="not an induction_lens hub .*not runs: 'README.md', 'src'"):
         Hub(tmp_path)
     with pytest.raises(HubError, match="not an induction_lens hub"):
         train(TINY, hub=tmp_path, run="r", progress=False, device="cpu")
@@ -232,6 +232,7 @@ def test_foreign_directory_is_not_a_hub(tmp_path, capsys):
 
 def test_hub_written_before_the_marker_still_opens(hub_dir):
     (hub_dir / C.HUB_MARKER).unlink()
+    (hub_dir / "notes.txt").write_text("a stray file next to the runs is tolerated")
     (hub_dir / "half").mkdir()  # a run being created: only names of a run's layout
     (hub_dir / "half" / C.LOCK).write_text("")
     assert Hub(hub_dir).runs() == ["r"]
