@@ -735,6 +735,8 @@ def _recover(run_path: Path) -> None:
     other staged file was never committed: it is removed.
     """
     manifest = _read_manifest(run_path)
+    for tmp in run_path.rglob(f"..*{C.STAGED_SUFFIX}.*.tmp"):  # a staged write cut short
+        tmp.unlink(missing_ok=True)
     for staged in sorted(run_path.rglob(f".*{C.STAGED_SUFFIX}")):
         target = _target_of_staged(staged)
         name = target.relative_to(run_path).as_posix()
