@@ -12,6 +12,7 @@ end and every checkpoint must equal the uninterrupted run's byte for byte.
 """
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -111,6 +112,7 @@ def _check_consistent(hub_dir) -> tuple[int | None, set[str]]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the training server forks (POSIX only)")
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted(tmp_path):
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path / "warmup")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
