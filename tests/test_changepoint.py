@@ -365,3 +365,17 @@ def test_candidates_name_the_failed_criteria():
     ramp = np.interp(X, [0.0, 200.0, 800.0, 1000.0], [0.0, 0.0, -2.0, -2.0])
     wide = change_candidates(X, noisy(ramp, 0.02, seed=10))
     assert any(c.failed == ("narrowness",) for c in wide)
+
+
+def test_noiseless_step_window_is_the_nearest_checkpoints_to_its_edges():
+    # 10%-90% rise 600 -/+ 22: nearest checkpoints 580 and 620.
+    (change,) = find_changes(X, step_curve(X, 600.0, 10.0, -1.0))
+    assert (change.start, change.end) == (580.0, 620.0)
+    assert change.change == pytest.approx(-0.76, abs=0.01)  # expit(+-2) apart
+
+
+def test_step_between_two_checkpoints_is_that_interval():
+    x = np.arange(8.0)
+    (change,) = find_changes(x, np.r_[0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0])
+    assert (change.start_index, change.end_index) == (3, 4)
+    assert change.change == pytest.approx(-1.0)

@@ -376,14 +376,15 @@ def _logistic_window(x: np.ndarray, y: np.ndarray, a: int, b: int, sign: int
     stretch's width), then three 9 x 9 zooms around the best point; ``p, q`` are solved
     exactly, ``q`` going ``sign``'s way and ``t0`` staying inside the stretch.
 
-    The fit covers the stretch and half its width on each side, so that both levels are seen.
+    The fit covers the stretch and half its width (at least two checkpoints) on each side, so
+    that both levels are seen.
     Why a logistic here and not the spline: the spline finds and judges the change with few
     knots, and a linear piece across a curved shoulder puts a 10% or 90% point up to a few
     checkpoints off; the logistic's shoulders are curved like a step's.
     """
     half = (x[b] - x[a]) / 2
-    lo = int(np.searchsorted(x, x[a] - half, side="left"))
-    hi = int(np.searchsorted(x, x[b] + half, side="right"))
+    lo = max(min(int(np.searchsorted(x, x[a] - half, side="left")), a - 2), 0)
+    hi = min(max(int(np.searchsorted(x, x[b] + half, side="right")), b + 3), len(x))
     xs, ys = x[lo:hi], y[lo:hi]
     t0 = np.unique(np.concatenate([np.linspace(p, q, 5)[:-1] for p, q in
                                    zip(x[a:b], x[a + 1:b + 1], strict=True)] + [x[b:b + 1]]))
