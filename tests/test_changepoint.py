@@ -147,6 +147,8 @@ def test_noisy_step_is_found_with_its_10_90_edges(mid, width, seed):
     change = changes[0]
     assert_window_matches(change, X, mid, width)
     assert change.change < -0.7  # most of the -1 step lies in the window
+    assert change.change == pytest.approx(change.end_value - change.start_value)
+    assert abs(change.mid - mid) <= max(width, 2.0)
     assert change.noise == pytest.approx(0.03, rel=0.35)
     assert change.ratio == pytest.approx(abs(change.change) / change.noise)
     assert detect_change(X, y) == change

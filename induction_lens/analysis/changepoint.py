@@ -159,8 +159,15 @@ class Change:
     """Index of ``start`` among the checkpoints."""
     end_index: int
     """Index of ``end`` among the checkpoints."""
+    mid: float
+    """x of the step's midpoint ``t0`` (the logistic fit's), between ``start`` and ``end``:
+    the time of the jump, for lags between measures."""
+    start_value: float
+    """Fitted curve (:func:`fit_spline`) at ``start``."""
+    end_value: float
+    """Fitted curve at ``end``."""
     change: float
-    """Fitted value at ``end`` minus fitted value at ``start`` (signed, signal units)."""
+    """``end_value - start_value`` (signed, signal units)."""
     noise: float
     """The run's step-to-step noise (:func:`step_noise`), signal units."""
     ratio: float
@@ -368,13 +375,14 @@ def _logistic_gains(x: np.ndarray, y: np.ndarray, t0: np.ndarray, w: np.ndarray,
 
 
 def _logistic_window(x: np.ndarray, y: np.ndarray, a: int, b: int, sign: int
-                     ) -> tuple[int, int]:
+                     ) -> tuple[int, int, float]:
     """Checkpoints nearest the ends of the 10%-90% rise of the logistic step
     ``p + q expit((x - t0) / w)`` that best fits the observed curve around the stretch
     ``a..b``: least squares over a grid (``t0`` four per checkpoint interval of the stretch,
     ``w`` 40 values log-spaced from a twentieth of the smallest checkpoint interval to the
     stretch's width), then three 9 x 9 zooms around the best point; ``p, q`` are solved
-    exactly, ``q`` going ``sign``'s way and ``t0`` staying inside the stretch.
+    exactly, ``q`` going ``sign``'s way and ``t0`` staying inside the stretch. Returns the
+    two checkpoint indices and ``t0``.
 
     The fit covers the stretch and half its width (at least two checkpoints) on each side, so
     that both levels are seen.
@@ -406,7 +414,7 @@ def _logistic_window(x: np.ndarray, y: np.ndarray, a: int, b: int, sign: int
     if e <= s:  # sharper than the checkpoint spacing: the interval holding the midpoint
         s = int(np.clip(np.searchsorted(x, best_t0, side="right") - 1, 0, len(x) - 2))
         e = s + 1
-    return s, e
+    return s, e, float(np.clip(best_t0, x[s], x[e]))
 
 
 def _candidates(x: np.ndarray, y: np.ndarray, params: ChangeParams) -> list[Change]:
@@ -431,7 +439,7 @@ def _candidates(x: np.ndarray, y: np.ndarray, params: ChangeParams) -> list[Chan
             extents.add((sign, int(bounds[lo]), int(bounds[hi + 1]), float(slopes[k])))
     changes = []
     for sign, a, b, slope in sorted(extents, key=lambda e: (e[1], e[2], e[0])):
-        s, e = _logistic_window(x, y, a, b, sign)
+        s, e, mid = _logistic_window(x, y, a, b, sign)
         change = float(f[e] - f[s])
         ratio = abs(change) / noise if noise > 0 else math.inf
         width = float((x[e] - x[s]) / span)
@@ -446,6 +454,7 @@ def _candidates(x: np.ndarray, y: np.ndarray, params: ChangeParams) -> list[Chan
         if not abs(drift) <= params.max_drift * abs(change):  # NaN (no room) fails too
             failed.append("plateau")
         changes.append(Change(start=float(x[s]), end=float(x[e]), start_index=s, end_index=e,
+                              mid=mid, start_value=float(f[s]), end_value=float(f[e]),
                               change=change, noise=noise, ratio=float(ratio), width=width,
                               drift=drift, slope=slope, failed=tuple(failed)))
     return changes
