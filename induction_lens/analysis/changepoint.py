@@ -97,7 +97,7 @@ class ChangeParams:
     min_ratio: float = 6.0
     """(a) Smallest ``|change| / noise``. A change across a window is the difference of two
     fitted levels, each noisy by about ``noise``; 6 keeps pure noise (largest spurious
-    changes of 3-4 noise units over ~100 checkpoints) out with margin (none in 400 seeded
+    changes of 3-4 noise units over ~100 checkpoints) out with margin (none in ~1,000 seeded
     noise, decay and 1-layer-like curves), while a 0.25-nat jump like the paper's passes
     whenever the checkpoint-to-checkpoint noise is below 0.04 nats."""
     max_width: float = 0.3
