@@ -4,6 +4,8 @@ Level: above ``frame``; below ``runs``, ``viz`` and ``cli``. It may import ``con
 ``errors`` and ``frame`` (plus numpy/pandas); never ``models``, ``measures``, ``hub``,
 ``runs``, ``viz`` or ``cli``.
 
+* :mod:`~induction_lens.analysis.changepoint`: the phase-change definition (change points
+  accepted against the run's own noise, after a plateau) and the PCA pivot.
 * :mod:`~induction_lens.analysis.phases`: phase-change windows and their co-occurrence.
 * :mod:`~induction_lens.analysis.losses`: loss by context index, its log-derivative, PCA.
 * :mod:`~induction_lens.analysis.heads`: head types from head scores.
@@ -12,6 +14,15 @@ Level: above ``frame``; below ``runs``, ``viz`` and ``cli``. It may import ``con
   statistics over circuit and generality frames.
 """
 
+from induction_lens.analysis.changepoint import (
+    Change,
+    ChangeParams,
+    Pivot,
+    PivotParams,
+    detect_change,
+    detect_pivot,
+    find_changes,
+)
 from induction_lens.analysis.circuits import spearman
 from induction_lens.analysis.generality import copying_summary, strongest_induction_head
 from induction_lens.analysis.heads import HEAD_TYPES, classify_heads
@@ -28,6 +39,13 @@ from induction_lens.analysis.summary import checkpoint_summary
 
 __all__ = [
     "HEAD_TYPES",
+    "Change",
+    "ChangeParams",
+    "Pivot",
+    "PivotParams",
+    "detect_change",
+    "detect_pivot",
+    "find_changes",
     "PhaseWindow",
     "checkpoint_summary",
     "classify_heads",
