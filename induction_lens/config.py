@@ -31,7 +31,8 @@ def _require(ok: bool, message: str) -> None:
 
 def _check_literal(owner: str, name: str, value: Any, literal: Any) -> None:
     allowed = get_args(literal)
-    _require(value in allowed, f"{owner}.{name}={value!r} is not one of {allowed}; pick one of them")
+    _require(value in allowed,
+             f"{owner}.{name}={value!r} is not one of {allowed}; pick one of them")
 
 
 _T = TypeVar("_T", bound="_Serialisable")
@@ -186,7 +187,8 @@ class TrainConfig(_Serialisable):
                  f"TrainConfig.batch_size={self.batch_size!r} must be a positive integer")
         _require(self.lr > 0 and math.isfinite(self.lr),
                  f"TrainConfig.lr={self.lr!r} must be a positive finite number")
-        _require(self.warmup_steps >= 0, f"TrainConfig.warmup_steps={self.warmup_steps} must be >= 0")
+        _require(self.warmup_steps >= 0,
+                 f"TrainConfig.warmup_steps={self.warmup_steps} must be >= 0")
         _check_literal("TrainConfig", "lr_schedule", self.lr_schedule, LRSchedule)
         _check_literal("TrainConfig", "checkpoint_schedule", self.checkpoint_schedule,
                        CheckpointSchedule)
@@ -294,7 +296,8 @@ class DataSpec(_Serialisable):
         _require(0 < self.eval_fraction < 1,
                  f"DataSpec.eval_fraction={self.eval_fraction} must be in (0, 1)")
         _require(self.source != "hub" or bool(self.name),
-                 "DataSpec.name is required for source='hub'; pass e.g. --data hf:NeelNanda/pile-10k")
+                 "DataSpec.name is required for source='hub'; pass e.g. "
+                 "--data hf:NeelNanda/pile-10k")
         _require(self.source != "files" or bool(self.files),
                  "DataSpec.files is required for source='files'; pass --data files:PATH[,PATH]")
         _require(not self.streaming or self.max_documents is not None,
@@ -319,7 +322,8 @@ class DataSpec(_Serialisable):
                      f"--data {source!r}: synthetic takes 'uniform' or 'zipf', e.g. synthetic:zipf")
             return cls(source="synthetic", distribution=arg or "uniform", **overrides)
         if kind in ("hf", "hub"):
-            _require(bool(arg), f"--data {source!r} needs a dataset name, e.g. hf:NeelNanda/pile-10k")
+            _require(bool(arg),
+                     f"--data {source!r} needs a dataset name, e.g. hf:NeelNanda/pile-10k")
             return cls(source="hub", name=arg, **overrides)
         if kind == "files":
             paths = tuple(p for p in arg.split(",") if p)

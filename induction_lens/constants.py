@@ -25,7 +25,6 @@ Layout of a hub (a plain directory)::
 
 from typing import Literal, get_args
 
-
 RUN_CONFIG = "run.json"
 MANIFEST = "manifest.json"
 TRAIN_LOG = "log.parquet"

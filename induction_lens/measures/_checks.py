@@ -14,6 +14,7 @@ from transformer_lens import HookedTransformer
 
 from induction_lens.errors import EvalError
 
+
 def check_tokens(model: HookedTransformer, tokens: Tensor, *, name: str = "tokens",
                  min_len: int = 2) -> Int[Tensor, "batch pos"]:
     """``tokens`` as a ``[batch, pos]`` int64 tensor, or a one-line :class:`EvalError`."""

@@ -1,15 +1,17 @@
 """Head ablations over the checkpoints of a run: the Model Analysis Table's ablation rows.
 
-Level: ``runs``. The ablation reports of one model are :func:`induction_lens.measures.ablation_metrics`;
-here they become the registered metrics ``ablation_pattern`` and ``ablation_full``, computed
+Level: ``runs``. The ablation reports of one model are
+:func:`induction_lens.measures.ablation_metrics`; here they become the registered metrics
+``ablation_pattern`` and ``ablation_full``, computed
 and cached by :func:`~induction_lens.runs.evaluate_run` like every other metric (same cache,
 same checkpoint selection), with the ablation ``kind`` as a column of the tidy frame.
 
 The before-and-after vector of the paper's "Ablation attribution to phase change" is the clean
 random-token loss vector at the phase window's end minus at its start. The window is
 ``EvalSettings.ablation_window``: given as steps (snapped to the nearest checkpoints), detected
-from the run's ICL score ("detect", the default: :func:`~induction_lens.analysis.detect_phase_change`
-on the ``losses`` metric), or "none". The resolved window and its checkpoints' hashes are part
+from the run's ICL score ("detect", the default:
+:func:`~induction_lens.analysis.detect_phase_change` on the ``losses`` metric), or "none". The
+resolved window and its checkpoints' hashes are part
 of the cache key, so a retrained or extended run whose window moves is recomputed.
 """
 
@@ -52,7 +54,8 @@ ABLATION_SETTINGS = ("n_examples", "index_seed", "icl_indices", "ablation_window
 
 
 def ablation_metric_name(kind: AblationKind) -> str:
-    """The registered metric (and cache file) of ``kind``: ``ablation_pattern``/``ablation_full``."""
+    """The registered metric (and cache file) of ``kind``: ``ablation_pattern`` or
+    ``ablation_full``."""
     return f"ablation_{check_kind(kind)}"
 
 

@@ -17,8 +17,8 @@ import pandas as pd
 
 from induction_lens.analysis.phases import co_occurrence, detect_phase_change
 from induction_lens.analysis.summary import checkpoint_summary
-from induction_lens.runs.evaluate import evaluate_run
 from induction_lens.hub import Hub
+from induction_lens.runs.evaluate import evaluate_run
 from induction_lens.train import train
 
 DEMO_RUNS = ("attn-only-1l", "attn-only-2l")

@@ -96,8 +96,9 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
     Args:
         hub: the hub or its directory.
         run: the run's name.
-        metrics: names in :data:`~induction_lens.runs.registry.METRICS` (a list, or one comma-separated string; "all" for
-            every registered metric). Default: the metrics registered with ``default=True``
+        metrics: names in :data:`~induction_lens.runs.registry.METRICS` (a list, or one
+            comma-separated string; "all" for every registered metric). Default: the metrics
+            registered with ``default=True``
             (:data:`DEFAULT_METRICS` and any other engineer's defaults).
         every: evaluate every ``every``-th checkpoint and the newest one (ignored with
             ``steps``; see :meth:`Hub.select_checkpoints`).

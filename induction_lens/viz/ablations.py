@@ -1,7 +1,8 @@
 """Ablation figures: per-head ablation attributions over training, coloured by head type
 (Argument 3).
 
-Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions: :mod:`induction_lens.viz`.
+Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions:
+:mod:`induction_lens.viz`.
 """
 
 from typing import Any
@@ -26,7 +27,7 @@ from induction_lens.viz._common import (
     log_ticks,
 )
 
-__all__ = ['ablation_attribution']
+__all__ = ["ablation_attribution"]
 
 
 def ablation_attribution(frame: pd.DataFrame, *, metric: str = "icl_score_delta",

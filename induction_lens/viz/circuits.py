@@ -1,6 +1,7 @@
 """Circuit figures: composition-score heatmaps (Argument 5).
 
-Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions: :mod:`induction_lens.viz`.
+Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions:
+:mod:`induction_lens.viz`.
 """
 
 
@@ -19,7 +20,7 @@ from induction_lens.viz._common import (
     _steps_at,
 )
 
-__all__ = ['composition_heatmap']
+__all__ = ["composition_heatmap"]
 
 
 def composition_heatmap(frame: pd.DataFrame, *, kind: str = "k_composition",

@@ -1,7 +1,8 @@
 """Head-score figures: head scores over training, copying vs prefix matching at one
 checkpoint, and correlation scatters (evaluator validation).
 
-Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions: :mod:`induction_lens.viz`.
+Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions:
+:mod:`induction_lens.viz`.
 """
 
 import html
@@ -33,7 +34,7 @@ from induction_lens.viz._common import (
     run_colour,
 )
 
-__all__ = ['head_score_curves', 'copying_vs_prefix', 'correlation_scatter']
+__all__ = ["head_score_curves", "copying_vs_prefix", "correlation_scatter"]
 
 
 def head_score_curves(frame: pd.DataFrame, *, metric: str = "prefix_matching",
@@ -100,7 +101,8 @@ def _wide_scores(frame: pd.DataFrame, metrics: Sequence[str], what: str) -> pd.D
     for m in metrics:
         _metric_rows(frame, m, what, f"evaluate the run with the '{m}' metric")
     rows = frame[frame["metric"].isin(metrics) & frame["layer"].notna()]
-    keys = [c for c in ("run", "step", "train_tokens") if c in rows.columns and rows[c].notna().any()]
+    keys = [c for c in ("run", "step", "train_tokens")
+            if c in rows.columns and rows[c].notna().any()]
     wide = rows.pivot_table(index=keys + ["layer", "head"], columns="metric", values="value",
                             aggfunc="first").reset_index()
     wide.columns.name = None

@@ -1,6 +1,7 @@
 """Figures of one text: attention patterns and per-token loss differences between two models.
 
-Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions: :mod:`induction_lens.viz`.
+Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions:
+:mod:`induction_lens.viz`.
 """
 
 import html
@@ -18,7 +19,7 @@ from induction_lens.viz._common import (
     _figure,
 )
 
-__all__ = ['attention_pattern', 'token_loss_diff']
+__all__ = ["attention_pattern", "token_loss_diff"]
 
 
 def attention_pattern(pattern: Any, tokens: Sequence[str] | None = None, *,

@@ -1,7 +1,8 @@
 """Figures over training: loss and ICL-score curves, loss heatmaps and their
 log-derivative, per-token-loss PCA trajectories (Model Analysis Table rows and Argument 1).
 
-Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions: :mod:`induction_lens.viz`.
+Level: ``viz`` (frame in, ``go.Figure`` out; no computation). Conventions:
+:mod:`induction_lens.viz`.
 """
 
 import html
@@ -30,7 +31,8 @@ from induction_lens.viz._common import (
     run_colour,
 )
 
-__all__ = ['loss_curve', 'icl_score_curve', 'loss_heatmap', 'loss_derivative_heatmap', 'pca_trajectories']
+__all__ = ["icl_score_curve", "loss_curve", "loss_derivative_heatmap", "loss_heatmap",
+           "pca_trajectories"]
 
 
 def loss_curve(frame: pd.DataFrame, *, windows: Any = None, run: str | Sequence[str] | None = None,
@@ -102,8 +104,8 @@ def _heatmap_table(rows: pd.DataFrame, what: str, log_x: bool) -> pd.DataFrame:
     rows = rows[rows["position"].notna() & (rows["position"] > 0)]
     if rows.empty:
         raise PlotError(f"{what}: no context index >= 1 in the frame")
-    return rows.pivot_table(index="position", columns="train_tokens", values="value", aggfunc="first",
-                            dropna=False).sort_index().sort_index(axis=1)
+    return rows.pivot_table(index="position", columns="train_tokens", values="value",
+                            aggfunc="first", dropna=False).sort_index().sort_index(axis=1)
 
 
 def _training_heatmap(table: pd.DataFrame, steps: pd.Series, *, title: str | None,
