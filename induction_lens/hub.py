@@ -39,7 +39,7 @@ from transformer_lens import HookedTransformer
 
 from induction_lens import constants as C
 from induction_lens._version import __version__
-from induction_lens.config import RunConfig
+from induction_lens.config import PretrainedSpec, RunConfig
 from induction_lens.errors import HubError
 from induction_lens.io import (
     atomic_write_bytes,
@@ -255,6 +255,10 @@ class Hub:
         from induction_lens.data import make_corpus
 
         cfg = self.config(run)
+        if isinstance(cfg.model, PretrainedSpec):  # evaluation text in the model's own tokens
+            from induction_lens.pretrained import pretrained_corpus
+
+            return pretrained_corpus(self, run)
         tok = self._require_run(run) / C.TOKENIZER
         return make_corpus(cfg.data, d_vocab=cfg.model.d_vocab, n_ctx=cfg.model.n_ctx,
                            cache_dir=self.root / C.CACHE_DIR,
@@ -275,6 +279,13 @@ class Hub:
         their tokenizer attached so ``model.to_tokens`` works.
         """
         cfg = self.config(run)
+        if isinstance(cfg.model, PretrainedSpec):  # an imported series (induction_lens.pretrained)
+            from induction_lens.pretrained import build_pretrained_model
+
+            model = build_pretrained_model(cfg.model, tokenizer=self.hf_tokenizer(run),
+                                           device=device)
+            self._load_into(model, run, step)
+            return model
         model = build_model(cfg.model, seed=None, device=device)
         self._load_into(model, run, step)
         hf_tok = self.hf_tokenizer(run)
@@ -288,6 +299,11 @@ class Hub:
         tok = self.tokenizer(run)
         if tok is None:
             return None
+        spec = self.config(run).model
+        if isinstance(spec, PretrainedSpec):  # the series' own special tokens
+            from induction_lens.pretrained import pretrained_hf_tokenizer
+
+            return pretrained_hf_tokenizer(tok, spec)
         from transformers import PreTrainedTokenizerFast
 
         # name_or_path and add_bos_token keep TransformerLens's set_tokenizer from trying to
