@@ -144,6 +144,104 @@ class ModelSpec(_Serialisable):
 
 
 @dataclass(frozen=True)
+class PretrainedSpec(_Serialisable):
+    """A model imported from a pretrained checkpoint series (see :mod:`induction_lens.pretrained`).
+
+    Where a :class:`ModelSpec` describes one of the paper's architectures, this holds the
+    TransformerLens ``HookedTransformerConfig`` of a model trained elsewhere (Pythia, or any
+    series of HuggingFace ``save_pretrained`` revisions), so :meth:`Hub.load_model
+    <induction_lens.hub.Hub.load_model>` rebuilds the same ``HookedTransformer``. It exposes the
+    shape properties the evaluators read from a :class:`ModelSpec` (``n_layers``, ``d_vocab``,
+    ``n_ctx``, ...).
+    """
+
+    source: str
+    """The TransformerLens model name (e.g. "EleutherAI/pythia-70m") or the absolute local
+    directory the checkpoints were imported from."""
+    hooked_config: dict[str, Any]
+    """``HookedTransformerConfig.to_dict()`` made JSON-safe (``dtype`` as a name, no device,
+    no checkpoint label, ``tokenizer_name`` None: the run's stored tokenizer is used)."""
+    tokens_per_step: int
+    """Training tokens per optimizer step of the series (Pythia: 1024 x 2048 = 2,097,152)."""
+    revision_template: str = "step{step}"
+    """The revision (HuggingFace branch, or subdirectory) of checkpoint ``step``."""
+    special_tokens: dict[str, str] = field(default_factory=dict)
+    """The tokenizer's special tokens by role (``bos_token``, ``eos_token``, ``pad_token``,
+    ``unk_token``), restored around the stored ``tokenizer.json``."""
+    transformer_lens_version: str = ""
+    """The TransformerLens version whose conversion produced the stored weights."""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.source, str) and bool(self.source),
+                 "PretrainedSpec.source must be a model name or a directory")
+        missing = sorted({"n_layers", "d_model", "n_heads", "d_head", "n_ctx", "d_vocab"}
+                         - set(self.hooked_config or {}))
+        _require(isinstance(self.hooked_config, dict) and not missing,
+                 f"PretrainedSpec.hooked_config lacks {missing}; store "
+                 "HookedTransformerConfig.to_dict() (induction_lens.pretrained does)")
+        _require(isinstance(self.tokens_per_step, int) and self.tokens_per_step >= 1,
+                 f"PretrainedSpec.tokens_per_step={self.tokens_per_step!r} must be a positive "
+                 "integer (training tokens per optimizer step of the series)")
+        _require("{step}" in self.revision_template,
+                 f"PretrainedSpec.revision_template={self.revision_template!r} must contain "
+                 "'{step}', e.g. 'step{step}'")
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return int(self.hooked_config["n_layers"])
+
+    @property
+    def d_model(self) -> int:
+        """Residual stream width."""
+        return int(self.hooked_config["d_model"])
+
+    @property
+    def n_heads(self) -> int:
+        """Attention heads per layer."""
+        return int(self.hooked_config["n_heads"])
+
+    @property
+    def d_head(self) -> int:
+        """Width of each head."""
+        return int(self.hooked_config["d_head"])
+
+    @property
+    def n_ctx(self) -> int:
+        """Context length in tokens."""
+        return int(self.hooked_config["n_ctx"])
+
+    @property
+    def d_vocab(self) -> int:
+        """Vocabulary size of the embedding (may exceed the tokenizer's, e.g. Pythia's 50304)."""
+        return int(self.hooked_config["d_vocab"])
+
+    @property
+    def attn_only(self) -> bool:
+        """Whether the model has no MLPs."""
+        return bool(self.hooked_config.get("attn_only", False))
+
+    @property
+    def smeared_keys(self) -> bool:
+        """Always False: smeared keys are this package's own architecture."""
+        return False
+
+    @property
+    def mlp_width(self) -> int | None:
+        """The MLP width, or None for attention-only models."""
+        return None if self.attn_only else self.hooked_config.get("d_mlp")
+
+    @property
+    def n_params(self) -> int:
+        """Non-embedding parameter count as TransformerLens counts it."""
+        return int(self.hooked_config.get("n_params") or 0)
+
+    def revision(self, step: int) -> str:
+        """The revision name of checkpoint ``step`` (e.g. ``"step1000"``)."""
+        return self.revision_template.format(step=step)
+
+
+@dataclass(frozen=True)
 class TrainConfig(_Serialisable):
     """Optimisation and checkpointing of one training run."""
 
@@ -341,7 +439,7 @@ class DataSpec(_Serialisable):
 class RunConfig:
     """Everything that defines a run; what the hub writes to ``run.json``."""
 
-    model: ModelSpec
+    model: "ModelSpec | PretrainedSpec"
     train: TrainConfig
     data: DataSpec = field(default_factory=DataSpec)
     preset: str | None = None
@@ -359,7 +457,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         return cls(
-            model=ModelSpec.from_dict(data["model"]),
+            model=(PretrainedSpec if "hooked_config" in data["model"] else ModelSpec
+                   ).from_dict(data["model"]),
             train=TrainConfig.from_dict(data["train"]),
             data=DataSpec.from_dict(data["data"]),
             preset=data.get("preset"),

@@ -59,8 +59,8 @@ from transformer_lens import HookedTransformer
 
 from induction_lens import constants as C
 from induction_lens._version import __version__
-from induction_lens.config import RunConfig
-from induction_lens.errors import ConfigError, HubError
+from induction_lens.config import PretrainedSpec, RunConfig
+from induction_lens.errors import ConfigError, DataError, HubError
 from induction_lens.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -558,11 +558,44 @@ class Hub:
         from induction_lens.data import make_corpus
 
         cfg = self.config(run)
+        if isinstance(cfg.model, PretrainedSpec):  # evaluation text in the model's own tokens
+            return self._pretrained_corpus(run, cfg)
         path = self._require_run(run)
         has_tokenizer = self._optional_file(path, C.TOKENIZER) is not None  # verifies it
         return make_corpus(cfg.data, d_vocab=cfg.model.d_vocab, n_ctx=cfg.model.n_ctx,
                            cache_dir=self.root / C.CACHE_DIR,
                            tokenizer_path=path / C.TOKENIZER if has_tokenizer else None)
+
+    def _pretrained_corpus(self, run: str, cfg: RunConfig):
+        """An imported run's evaluation text (a
+        :class:`~induction_lens.data.pretrained.PretrainedCorpus`)."""
+        from induction_lens.data.pretrained import DEFAULT_EVAL_CTX, PretrainedCorpus
+
+        if cfg.data.is_synthetic:
+            raise DataError(f"run {run!r} was imported without evaluation text; re-import it "
+                            "with data='hf:NeelNanda/pile-10k' (online) or data='files:PATH' to "
+                            "evaluate losses")
+        tokenizer = self.tokenizer(run)
+        if tokenizer is None:
+            raise HubError(f"run {run!r} has no {C.TOKENIZER}; re-import it")
+        return PretrainedCorpus(cfg.data, tokenizer, bos_token_id=self.bos_token_id(run),
+                                d_vocab=cfg.model.d_vocab,
+                                n_ctx=min(cfg.model.n_ctx, DEFAULT_EVAL_CTX),
+                                cache_dir=self.root / C.CACHE_DIR)
+
+    def bos_token_id(self, run: str) -> int:
+        """The BOS id the evaluators prepend for ``run``, without building its model.
+
+        :data:`~induction_lens.constants.BOS_TOKEN_ID` (0) for this package's runs; for an
+        imported series the stored tokenizer's id of the series' ``bos_token`` (see
+        :func:`induction_lens.models.pretrained.bos_token_id`).
+        """
+        spec = self.config(run).model
+        if not isinstance(spec, PretrainedSpec) or "bos_token" not in spec.special_tokens:
+            return C.BOS_TOKEN_ID
+        tokenizer = self.tokenizer(run)
+        bos = tokenizer.token_to_id(spec.special_tokens["bos_token"]) if tokenizer else None
+        return int(bos) if bos is not None else C.BOS_TOKEN_ID
 
     def log(self, run: str) -> pd.DataFrame:
         """The training log: ``step, tokens, loss, lr, grad_norm, seconds`` per step."""
@@ -591,6 +624,13 @@ class Hub:
         their tokenizer attached so ``model.to_tokens`` works.
         """
         cfg = self.config(run)
+        if isinstance(cfg.model, PretrainedSpec):  # an imported series (induction_lens.pretrained)
+            from induction_lens.models.pretrained import build_pretrained_model
+
+            model = build_pretrained_model(cfg.model, tokenizer=self.hf_tokenizer(run),
+                                           device=device)
+            self._load_into(model, run, step)
+            return model
         model = build_model(cfg.model, seed=None, device=device)
         self._load_into(model, run, step)
         hf_tok = self.hf_tokenizer(run)
@@ -604,6 +644,11 @@ class Hub:
         tok = self.tokenizer(run)
         if tok is None:
             return None
+        spec = self.config(run).model
+        if isinstance(spec, PretrainedSpec):  # the series' own special tokens
+            from induction_lens.models.pretrained import pretrained_hf_tokenizer
+
+            return pretrained_hf_tokenizer(tok, spec)
         from transformers import PreTrainedTokenizerFast
 
         # name_or_path and add_bos_token keep TransformerLens's set_tokenizer from trying to

@@ -14,10 +14,19 @@ import sys
 from collections.abc import Sequence
 
 from induction_lens._version import __version__
-from induction_lens.cli import ablate, demo, evaluate, hub, presets, report, train
+from induction_lens.cli import (
+    ablate,
+    demo,
+    evaluate,
+    hub,
+    presets,
+    pretrained,
+    report,
+    train,
+)
 from induction_lens.errors import InductionLensError
 
-SUBCOMMANDS = (presets, train, hub, evaluate, ablate, report, demo)
+SUBCOMMANDS = (presets, train, hub, evaluate, ablate, report, pretrained, demo)
 """The subcommand modules, in ``--help`` order."""
 
 

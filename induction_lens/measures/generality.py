@@ -35,6 +35,7 @@ from transformer_lens import HookedTransformer
 
 from induction_lens.data.tasks import TaskTokens
 from induction_lens.measures._checks import EvalError, check_tokens, eval_mode, model_device
+from induction_lens.measures.heads import induction_targets
 
 __all__ = [
     "COPYING_METRICS",
@@ -246,13 +247,11 @@ def pattern_task_scores(model: HookedTransformer, tasks: Sequence[TaskTokens]) -
 # --------------------------------------------------------------------------- literal copying
 def induction_mask(tokens: Int[Tensor, " pos"]) -> Float[Tensor, "pos pos"]:
     """``[i, j] = 1`` iff ``0 < j <= i`` and token ``j - 1`` equals token ``i``: the positions
-    an induction head at ``i`` attends to (those that followed an earlier copy of token ``i``)."""
-    tokens = tokens.reshape(-1)
-    pos = len(tokens)
-    mask = torch.zeros(pos, pos, dtype=torch.bool)
-    mask[:, 1:] = tokens[:, None] == tokens[None, :-1]
-    mask &= torch.ones(pos, pos, dtype=torch.bool).tril()
-    return mask.double()
+    an induction head at ``i`` attends to (those that followed an earlier copy of token ``i``).
+
+    :func:`~induction_lens.measures.heads.induction_targets` of one text, with no token
+    excluded as a query (a text's BOS, if any, only ever sits at position 0)."""
+    return induction_targets(tokens.reshape(1, -1).cpu(), bos_token_id=None)[0].double()
 
 
 def _head_indices(model: HookedTransformer, layer: int, head: int) -> tuple[int, int]:

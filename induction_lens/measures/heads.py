@@ -27,6 +27,7 @@ from induction_lens.constants import BOS_TOKEN_ID, HEAD_METRICS, HeadMetric
 from induction_lens.data import evaluator_token_pool, repeated_tokens
 from induction_lens.errors import EvalError
 from induction_lens.frame import head_frame
+from induction_lens.models.pretrained import bos_token_id
 from induction_lens.measures._checks import (
     check_batch_size,
     check_tokens,
@@ -95,10 +96,12 @@ def previous_token_scores(model: HookedTransformer, tokens: Int[Tensor, "batch p
 
 
 # --------------------------------------------------------------------------- prefix matching
-def induction_targets(tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos pos"]:
+def induction_targets(tokens: Int[Tensor, "batch pos"], *,
+                      bos_token_id: int | None = BOS_TOKEN_ID) -> Float[Tensor, "batch pos pos"]:
     """Mask of the positions an induction head should attend to: ``[b, i, j] = 1`` iff ``j <= i``
     and the token before ``j`` equals the token at ``i`` (so ``j`` followed an earlier copy of
-    token ``i``). Position 0 is never a target and BOS is never a query token.
+    token ``i``). Position 0 is never a target and ``bos_token_id`` is never a query token
+    (None: no token is excluded, as for a text without BOS).
 
     On the paper's repeated random tokens this marks, for every token of repeats 2-4, the token
     that followed each of its earlier copies; it is TransformerLens's
@@ -109,7 +112,8 @@ def induction_targets(tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 
     mask = torch.zeros(batch, pos, pos, dtype=torch.bool, device=tokens.device)
     mask[:, :, 1:] = same
     mask &= torch.ones(pos, pos, dtype=torch.bool, device=tokens.device).tril()
-    mask &= (tokens != BOS_TOKEN_ID)[:, :, None]
+    if bos_token_id is not None:
+        mask &= (tokens != bos_token_id)[:, :, None]
     return mask.float()
 
 
@@ -146,7 +150,7 @@ def prefix_matching_scores(model: HookedTransformer, tokens: Int[Tensor, "batch 
     """
     tokens = check_tokens(model, tokens)
     check_batch_size(batch_size)
-    mask = induction_targets(tokens)
+    mask = induction_targets(tokens, bos_token_id=bos_token_id(model))
     n_queries = int((mask.sum(-1) > 0).sum())
     if n_queries == 0:
         raise EvalError("tokens contain no repeated token, so no query has an induction target; "
@@ -265,9 +269,10 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
     tokens = check_tokens(model, tokens, min_len=3 if bos else 2)
     check_batch_size(batch_size)
     _check_mha(model)
-    if bos and bool((tokens[:, 0] != BOS_TOKEN_ID).any()):
-        raise EvalError(f"copying_scores(bos=True) needs BOS (id {BOS_TOKEN_ID}) at position 0 "
-                        "of every example; prepend it or pass bos=False")
+    bos_id = bos_token_id(model)
+    if bos and bool((tokens[:, 0] != bos_id).any()):
+        raise EvalError(f"copying_scores(bos=True) needs the model's BOS (id {bos_id}) at "
+                        "position 0 of every example; prepend it or pass bos=False")
     num, den = _run_copying(model, tokens, bos=bos, batch_size=batch_size)
     return _copying_from_sums(num, den)
 
@@ -320,13 +325,13 @@ def _run_copying(model: HookedTransformer, tokens: Tensor, *, bos: bool, batch_s
 
 
 # --------------------------------------------------------------------------- all three
-def random_dataset_tokens(pool: np.ndarray, *, n_examples: int, n_ctx: int, seed: int = 0
-                          ) -> Int[Tensor, "batch pos"]:
+def random_dataset_tokens(pool: np.ndarray, *, n_examples: int, n_ctx: int, seed: int = 0,
+                          bos_token_id: int = BOS_TOKEN_ID) -> Int[Tensor, "batch pos"]:
     """Uniform random tokens from ``pool`` after a BOS token: the stand-in for "an example from
     the training distribution" when a model has no corpus (a model built by hand)."""
     rng = np.random.default_rng(seed)
     body = rng.choice(pool, size=(n_examples, n_ctx - 1))
-    tokens = np.concatenate([np.full((n_examples, 1), BOS_TOKEN_ID), body], axis=1)
+    tokens = np.concatenate([np.full((n_examples, 1), bos_token_id), body], axis=1)
     return torch.from_numpy(tokens.astype(np.int64))
 
 
@@ -347,7 +352,8 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
     Args:
         model: any ``HookedTransformer``.
         metrics: which of :data:`HEAD_METRICS` to compute.
-        token_pool: token ids to draw from (default: every id but BOS, fine for a model built by
+        token_pool: token ids to draw from (default: every id but the model's BOS, fine for a
+            model built by
             hand; for a trained run pass
             ``evaluator_token_pool(hub.token_frequencies(run), d_vocab)``).
         dataset_tokens: examples for the previous-token score (default: ``n_examples`` sequences
@@ -367,7 +373,9 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
         raise EvalError(f"unknown head metric(s) {unknown or list(metrics)}; choose from "
                         f"{list(HEAD_METRICS)}")
     cfg = model.cfg
-    pool = evaluator_token_pool(None, cfg.d_vocab) if token_pool is None else np.asarray(token_pool)
+    bos = bos_token_id(model)
+    pool = (evaluator_token_pool(None, cfg.d_vocab, special_tokens=(bos,)) if token_pool is None
+            else np.asarray(token_pool))
     length = 1 + seq_len * repeats
     if length > cfg.n_ctx:
         raise EvalError(f"1 + seq_len*repeats = {length} tokens do not fit the model's context "
@@ -376,14 +384,14 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
     needs_repeated = {"prefix_matching", "copying"} & set(metrics)
     if needs_repeated:
         repeated = repeated_tokens(pool, n_examples=n_examples, seq_len=seq_len,
-                                   repeats=repeats, seed=seed)
+                                   repeats=repeats, seed=seed, bos_token_id=bos)
         scores.update(repeated_head_scores(model, repeated, seq_len=seq_len,
                                            metrics=tuple(needs_repeated),
                                            copying_bos=copying_bos, batch_size=batch_size))
     if "previous_token" in metrics:
         if dataset_tokens is None:
             dataset_tokens = random_dataset_tokens(pool, n_examples=n_examples, n_ctx=cfg.n_ctx,
-                                                   seed=seed)
+                                                   seed=seed, bos_token_id=bos)
         scores["previous_token"] = previous_token_scores(model, dataset_tokens,
                                                          batch_size=batch_size)
     return head_frame({m: scores[m] for m in metrics})
@@ -405,7 +413,8 @@ def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch 
     want_prefix = "prefix_matching" in metrics
     want_copy = "copying" in metrics
     if want_copy and copying_bos:
-        mask = induction_targets(repeated) if want_prefix else None
+        mask = (induction_targets(repeated, bos_token_id=bos_token_id(model)) if want_prefix
+                else None)
         if mask is not None and int((mask.sum(-1) > 0).sum()) == 0:
             raise EvalError("the repeated tokens contain no repeat; use repeats >= 2")
         result = _run_copying(model, repeated, bos=True, batch_size=batch_size,

@@ -11,6 +11,7 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from induction_lens.constants import BOS_TOKEN_ID
 from induction_lens.data import evaluator_token_pool, repeated_tokens
 from induction_lens.errors import EvalError
 from induction_lens.hub import Hub
@@ -105,7 +106,16 @@ class EvalContext:
     def token_pool(self) -> np.ndarray:
         """Token ids for the head evaluators: not special, not the most or least common."""
         return self.once("token_pool", lambda: evaluator_token_pool(
-            self._frequencies, self.d_vocab, exclude_fraction=self.settings.exclude_fraction))
+            self._frequencies, self.d_vocab, exclude_fraction=self.settings.exclude_fraction,
+            special_tokens=(self.bos_token_id,)))
+
+    @property
+    def bos_token_id(self) -> int:
+        """The BOS the evaluator inputs start with: the run's (an imported series has its own,
+        :meth:`~induction_lens.hub.Hub.bos_token_id`), else this package's id 0."""
+        if self.hub is None or self.run is None:
+            return BOS_TOKEN_ID
+        return self.once("bos_token_id", lambda: self.hub.bos_token_id(self.run))
 
     @property
     def repeated_tokens(self) -> Int[Tensor, "batch pos"]:
@@ -119,7 +129,7 @@ class EvalContext:
                             "head_repeats")
         return self.once("repeated_tokens", lambda: repeated_tokens(
             self.token_pool, n_examples=s.head_examples, seq_len=s.head_seq_len,
-            repeats=s.head_repeats, seed=s.head_seed))
+            repeats=s.head_repeats, seed=s.head_seed, bos_token_id=self.bos_token_id))
 
     @property
     def dataset_tokens(self) -> Int[Tensor, "batch pos"]:
@@ -130,7 +140,8 @@ class EvalContext:
             source = self._eval_source
             if source is None:
                 return random_dataset_tokens(self.token_pool, n_examples=n, n_ctx=self.n_ctx,
-                                             seed=self.settings.head_seed)
+                                             seed=self.settings.head_seed,
+                                             bos_token_id=self.bos_token_id)
             tokens = source(n) if callable(source) else source
             return tokens[:n]
         return self.once("dataset_tokens", build)
