@@ -1,4 +1,4 @@
-"""Weight-based circuit measures (``induction_lens.measures.circuits``) against answers known by hand.
+"""Weight-based circuit measures (``measures.circuits``) against answers known by hand.
 
 Every measure is checked three ways: on hand-built weights whose answer is known in closed form,
 against a brute-force reference that materialises the vocabulary-sized matrix on a small

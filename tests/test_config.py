@@ -86,7 +86,8 @@ def test_data_spec_parse(source, expected):
     assert DataSpec.parse(source) == expected
 
 
-@pytest.mark.parametrize("source", ["synthetic:gauss", "hf:", "files:", "wikipedia", "shakespeare:x"])
+@pytest.mark.parametrize("source", ["synthetic:gauss", "hf:", "files:", "wikipedia",
+                                    "shakespeare:x"])
 def test_data_spec_parse_rejects_bad_sources(source):
     with pytest.raises(ConfigError, match="--data"):
         DataSpec.parse(source)

@@ -253,8 +253,8 @@ def test_pattern_task_scores_bad_input(model):
 
 
 def _scores(rows):
-    return pd.DataFrame([{"layer": l, "head": h, "metric": m, "value": v}
-                         for l, h, m, v in rows])
+    return pd.DataFrame([{"layer": layer, "head": h, "metric": m, "value": v}
+                         for layer, h, m, v in rows])
 
 
 def test_strongest_induction_head_prefers_copying_prefix_matchers():

@@ -220,7 +220,8 @@ def test_views_need_the_right_rows():
 
 
 def example_frame(run, steps, vectors):
-    return pd.DataFrame([{"run": run, "step": s, "train_tokens": 10 * s, "metric": "loss_per_example",
+    return pd.DataFrame([{"run": run, "step": s, "train_tokens": 10 * s,
+                          "metric": "loss_per_example",
                           "example": k, "position": 1, "value": v[k]}
                          for s, v in zip(steps, vectors, strict=True) for k in range(len(v))])
 

@@ -70,7 +70,7 @@ def test_hooking_the_pattern_uses_the_reference_path():
 def test_build_model_is_deterministic_and_seeded():
     a, b = build_model(tiny_spec(), seed=3), build_model(tiny_spec(), seed=3)
     c = build_model(tiny_spec(), seed=4)
-    for (name, x), y, z in zip(a.state_dict().items(), b.state_dict().values(),
+    for (name, x), y, _z in zip(a.state_dict().items(), b.state_dict().values(),
                                c.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
     assert not torch.equal(a.W_Q, c.W_Q)
@@ -127,7 +127,8 @@ def test_smear_alpha_is_a_trained_parameter_in_the_state_dict():
 def test_smeared_model_refuses_kv_cache():
     model = build_model(tiny_spec(smeared_keys=True), seed=0)
     with pytest.raises(ValueError, match="use_past_kv_cache=False"):
-        model.generate(torch.randint(1, 50, (1, 4)), max_new_tokens=2, use_past_kv_cache=True, stop_at_eos=False,
+        model.generate(torch.randint(1, 50, (1, 4)), max_new_tokens=2, use_past_kv_cache=True,
+                       stop_at_eos=False,
                        verbose=False)
     out = model.generate(torch.randint(1, 50, (1, 4)), max_new_tokens=2,
                          use_past_kv_cache=False, stop_at_eos=False, verbose=False)

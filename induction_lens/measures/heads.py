@@ -27,13 +27,13 @@ from induction_lens.constants import BOS_TOKEN_ID, HEAD_METRICS, HeadMetric
 from induction_lens.data import evaluator_token_pool, repeated_tokens
 from induction_lens.errors import EvalError
 from induction_lens.frame import head_frame
-from induction_lens.models.pretrained import bos_token_id
 from induction_lens.measures._checks import (
     check_batch_size,
     check_tokens,
     eval_mode,
     model_device,
 )
+from induction_lens.models.pretrained import bos_token_id
 
 __all__ = [
     "HEAD_METRICS",
