@@ -19,7 +19,7 @@ NormalizationType = Literal["LN", "LNPre"]
 PositionalEmbedding = Literal["shortformer", "standard"]
 LRSchedule = Literal["constant", "cosine"]
 CheckpointSchedule = Literal["linear", "log"]
-DataSource = Literal["synthetic", "hub", "files", "shakespeare"]
+DataSource = Literal["synthetic", "huggingface", "files", "shakespeare"]
 TokenDistribution = Literal["uniform", "zipf"]
 TokenizerKind = Literal["bpe", "gpt2"]
 
@@ -358,17 +358,18 @@ class DataSpec(_Serialisable):
     copy_prob: float = 0.9
     """Synthetic corpus: probability that a segment copies an earlier span of the sequence."""
     name: str | None = None
-    """``hub``: the HuggingFace dataset name (e.g. "NeelNanda/pile-10k")."""
+    """``huggingface``: the HuggingFace dataset name (e.g. "NeelNanda/pile-10k")."""
     config_name: str | None = None
-    """``hub``: the dataset configuration, if it has several."""
+    """``huggingface``: the dataset configuration, if it has several."""
     revision: str | None = None
-    """``hub``: a git revision (tag, branch or commit) of the dataset, for reproducibility."""
+    """``huggingface``: a git revision (tag, branch or commit) of the dataset."""
     split: str = "train"
-    """``hub``/``files``: the split to read."""
+    """``huggingface``/``files``: the split to read."""
     text_column: str = "text"
     """Column holding raw text."""
     streaming: bool = False
-    """``hub``: stream instead of downloading the whole split (reads ``max_documents``)."""
+    """``huggingface``: stream instead of downloading the whole split (reads
+    ``max_documents``)."""
     max_documents: int | None = None
     """Read at most this many documents (None: all)."""
     files: tuple[str, ...] = ()
@@ -381,6 +382,8 @@ class DataSpec(_Serialisable):
     """Natural text: share of chunks held out for evaluation."""
 
     def __post_init__(self) -> None:
+        if self.source == "hub":  # the spelling of versions before 0.x, still in stored run.json
+            object.__setattr__(self, "source", "huggingface")
         _check_literal("DataSpec", "source", self.source, DataSource)
         _check_literal("DataSpec", "distribution", self.distribution, TokenDistribution)
         _check_literal("DataSpec", "tokenizer", self.tokenizer, TokenizerKind)
@@ -393,8 +396,8 @@ class DataSpec(_Serialisable):
                  f"DataSpec.zipf_exponent={self.zipf_exponent} must be positive")
         _require(0 < self.eval_fraction < 1,
                  f"DataSpec.eval_fraction={self.eval_fraction} must be in (0, 1)")
-        _require(self.source != "hub" or bool(self.name),
-                 "DataSpec.name is required for source='hub'; pass e.g. "
+        _require(self.source != "huggingface" or bool(self.name),
+                 "DataSpec.name is required for source='huggingface'; pass e.g. "
                  "--data hf:NeelNanda/pile-10k")
         _require(self.source != "files" or bool(self.files),
                  "DataSpec.files is required for source='files'; pass --data files:PATH[,PATH]")
@@ -422,7 +425,7 @@ class DataSpec(_Serialisable):
         if kind in ("hf", "hub"):
             _require(bool(arg),
                      f"--data {source!r} needs a dataset name, e.g. hf:NeelNanda/pile-10k")
-            return cls(source="hub", name=arg, **overrides)
+            return cls(source="huggingface", name=arg, **overrides)
         if kind == "files":
             paths = tuple(p for p in arg.split(",") if p)
             _require(bool(paths), f"--data {source!r} needs paths, e.g. files:corpus.txt")

@@ -311,3 +311,16 @@ def test_sweep_values_equal_single_model_evaluators(trained_hub, trained_evals):
     prefix = prefix_matching_scores(model, ctx.repeated_tokens).flatten()
     got = at[at["metric"] == "prefix_matching"].sort_values(["layer", "head"])["value"]
     assert torch.allclose(torch.tensor(got.to_numpy()).float(), prefix, atol=1e-5)
+
+
+def test_a_row_name_selects_its_metric_and_only_those_rows(tiny_hub):
+    """``icl_score`` is a row of the ``losses`` metric: asking for it computes ``losses`` and
+    returns its ``icl_score`` rows; a registry name returns every row it writes."""
+    settings = EvalSettings(n_examples=8)
+    rows = evaluate_run(tiny_hub, "tiny", metrics="icl_score", settings=settings, progress=False)
+    full = evaluate_run(tiny_hub, "tiny", metrics="losses", settings=settings, progress=False)
+    assert set(rows.metric) == {"icl_score"}
+    assert set(full.metric) == {"loss", "icl_score", "loss_by_position", "loss_per_example"}
+    pd.testing.assert_frame_equal(rows, full[full.metric == "icl_score"].reset_index(drop=True))
+    with pytest.raises(EvalError, match="or a row they write"):
+        evaluate_run(tiny_hub, "tiny", metrics="icl_scores", settings=settings, progress=False)

@@ -24,6 +24,7 @@ import pandas as pd
 from transformer_lens import HookedTransformer
 
 from induction_lens.frame import head_frame
+from induction_lens.measures.circuits import PAIR_METRICS
 from induction_lens.measures.losses import summarise_losses
 from induction_lens.runs.ablations import ABLATION_SETTINGS, ablation_metric, ablation_run_key
 from induction_lens.runs.circuits import (
@@ -82,7 +83,8 @@ def register_builtin_metrics() -> None:
     register_metric("losses", losses_metric, version="1",
                     settings=("n_examples", "index_seed", "icl_indices", "batch_size",
                               "logits_budget"),
-                    description="loss, icl_score, loss_by_position, loss_per_example")
+                    description="loss, icl_score, loss_by_position, loss_per_example",
+                    rows=("loss", "icl_score", "loss_by_position", "loss_per_example"))
     for name, extra in (("prefix_matching", ()), ("copying", ("copying_bos",)),
                         ("previous_token", ())):
         register_metric(name, _HEAD_FNS[name], version="1", settings=HEAD_SETTINGS + extra,
@@ -92,13 +94,16 @@ def register_builtin_metrics() -> None:
     register_metric("qk_trace", qk_trace_metric, version="1", settings=PREV_SETTINGS,
                     default=False,
                     description="QK-eigenvalue trace of the previous-token K-composition term "
-                                "(qk_trace; qk_smear_trace for smeared keys)")
+                                "(qk_trace; qk_smear_trace for smeared keys)",
+                    rows=("qk_smear_trace",))
     register_metric("ov_copying", ov_metric, version="1", settings=(), default=False,
-                    description="OV circuit eigenvalues: ov_copying, ov_positive_fraction")
+                    description="OV circuit eigenvalues: ov_copying, ov_positive_fraction",
+                    rows=("ov_positive_fraction",))
     register_metric("composition", composition_metric, version="1", settings=(),
                     default=False,
                     description="q/k/v_composition per head pair (source_layer/source_head) "
-                                "and composition_baseline")
+                                "and composition_baseline",
+                    rows=PAIR_METRICS + ("composition_baseline",))
     for kind in ("pattern", "full"):
         register_metric(f"ablation_{kind}", _ABLATION_FNS[kind], version="2",
                         settings=ABLATION_SETTINGS, default=False, run_key=ablation_run_key,

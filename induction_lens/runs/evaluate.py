@@ -41,7 +41,7 @@ from induction_lens.frame import tidy
 from induction_lens.hub import Hub
 from induction_lens.runs.cache import MetricState, cache_path
 from induction_lens.runs.context import EvalContext
-from induction_lens.runs.registry import Metric, resolve_metrics
+from induction_lens.runs.registry import Metric, select_metrics
 from induction_lens.runs.settings import EvalSettings
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,8 @@ def evaluate_model(model: HookedTransformer, *, metrics: Sequence[str] | str | N
     ctx = EvalContext(settings, d_vocab=model.cfg.d_vocab, n_ctx=model.cfg.n_ctx,
                       eval_tokens=eval_tokens, token_frequencies=token_frequencies)
     ctx.begin_checkpoint(None, None)
-    frames = [_run_metric(m, model, ctx) for m in resolve_metrics(metrics)]
+    frames = [_keep(_run_metric(m, model, ctx), rows)
+              for m, rows in select_metrics(metrics).items()]
     return tidy(pd.concat(frames, ignore_index=True))
 
 
@@ -118,7 +119,7 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
     """
     hub = Hub.of(hub)
     settings = settings if settings is not None else EvalSettings()
-    chosen = resolve_metrics(metrics)
+    chosen = select_metrics(metrics)
     entries = hub.manifest(run)
     if not entries:
         raise HubError(f"run {run!r} has no complete checkpoint to evaluate")
@@ -161,12 +162,18 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
             bar.close()
             if cache:
                 _flush_all(states)
-    parts = [f[f["step"].isin(sha)] for state in states for f in state.frames if len(f)]
+    parts = [_keep(f[f["step"].isin(sha)], chosen[state.metric])
+             for state in states for f in state.frames if len(f)]
     if not parts:
         return tidy(pd.DataFrame(columns=["metric", "value"]))
     # Metrics in the order asked for, each sorted by step (stable: rows keep their order).
     out = tidy(pd.concat(parts, ignore_index=True))
     return out.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _keep(frame: pd.DataFrame, rows: set[str] | None) -> pd.DataFrame:
+    """The rows of ``frame`` whose metric is in ``rows`` (None: all)."""
+    return frame if rows is None else frame[frame["metric"].isin(rows)]
 
 
 def _flush_all(states: list[MetricState]) -> None:

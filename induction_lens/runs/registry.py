@@ -55,6 +55,10 @@ class Metric:
     run_key: Callable[["EvalContext"], dict[str, Any]] | None = None
     """What else of the run the values depend on (e.g. the ablations' detected phase window),
     added to the cache key; None: nothing."""
+    rows: tuple[str, ...] = ()
+    """The values its rows carry in the ``metric`` column (``losses`` writes ``loss``,
+    ``icl_score``, ...): they may be asked for by name, e.g. ``evaluate_run(metrics="icl_score")``
+    computes ``losses`` and returns only its ``icl_score`` rows."""
 
     def cache_key(self, settings: EvalSettings, ctx: "EvalContext | None" = None
                   ) -> dict[str, Any]:
@@ -74,7 +78,8 @@ METRICS: dict[str, Metric] = {}
 def register_metric(name: str, fn: MetricFn | None = None, *, version: str,
                     settings: Iterable[str] | None = None, description: str = "",
                     default: bool = True, replace: bool = False,
-                    run_key: Callable[["EvalContext"], dict[str, Any]] | None = None):
+                    run_key: Callable[["EvalContext"], dict[str, Any]] | None = None,
+                    rows: Iterable[str] = ()):
     """Register ``fn`` under ``name``; use directly or as a decorator.
 
     Args:
@@ -87,6 +92,7 @@ def register_metric(name: str, fn: MetricFn | None = None, *, version: str,
         default: computed by :func:`evaluate_run` when ``metrics`` is not given.
         replace: allow replacing an existing registration.
         run_key: see :attr:`Metric.run_key`.
+        rows: the ``metric`` column values it writes (see :attr:`Metric.rows`).
 
     Returns:
         ``fn`` (so the decorator form leaves the function usable).
@@ -108,23 +114,49 @@ def register_metric(name: str, fn: MetricFn | None = None, *, version: str,
             raise EvalError(f"metric {name!r} is already registered; pass replace=True to "
                             "replace it")
         METRICS[name] = Metric(name, func, version, tuple(sorted(set(keys))), description,
-                               default, run_key)
+                               default, run_key, tuple(rows))
         return func
 
     return register if fn is None else register(fn)
 
 
 def resolve_metrics(metrics: Sequence[str] | str | None) -> list[Metric]:
-    """The registered metrics named by ``metrics`` (a list or a comma-separated string; "all";
-    None: the defaults), in the order asked for."""
+    """The registered metrics named by ``metrics``, in the order asked for (see
+    :func:`select_metrics`)."""
+    return list(select_metrics(metrics))
+
+
+def select_metrics(metrics: Sequence[str] | str | None) -> dict[Metric, set[str] | None]:
+    """What to compute for ``metrics`` and which of its rows to return.
+
+    ``metrics`` is a list or a comma-separated string of registry names (``losses``), row
+    names a metric declares in :attr:`Metric.rows` (``icl_score``), or "all"; None: the
+    default metrics. Returns ``{metric: row names to keep, or None for all its rows}`` in the
+    order asked for.
+
+    Raises:
+        EvalError: a name that is neither, naming both vocabularies.
+    """
     if metrics is None:
-        return [m for m in METRICS.values() if m.default]
+        return {m: None for m in METRICS.values() if m.default}
     if isinstance(metrics, str):
         metrics = [metrics]
     names = [n for item in metrics for n in str(item).split(",") if n]
     if names == ["all"]:
-        return list(METRICS.values())
-    unknown = [n for n in names if n not in METRICS]
+        return {m: None for m in METRICS.values()}
+    by_row = {row: m for m in METRICS.values() for row in m.rows}
+    unknown = [n for n in names if n not in METRICS and n not in by_row]
     if unknown or not names:
-        raise EvalError(f"unknown metric(s) {unknown or names}; registered: {sorted(METRICS)}")
-    return [METRICS[n] for n in dict.fromkeys(names)]
+        raise EvalError(f"unknown metric(s) {unknown or names}; registered: {sorted(METRICS)} "
+                        f"(or a row they write: {sorted(by_row)})")
+    chosen: dict[Metric, set[str] | None] = {}
+    for name in names:
+        if name in METRICS:
+            chosen[METRICS[name]] = None
+            continue
+        metric = by_row[name]
+        if metric not in chosen:
+            chosen[metric] = {name}
+        elif chosen[metric] is not None:
+            chosen[metric].add(name)
+    return chosen
