@@ -34,6 +34,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from induction_lens.data.tasks import TaskTokens
+from induction_lens.frame import head_frame
 from induction_lens.measures._checks import EvalError, check_tokens, eval_mode, model_device
 from induction_lens.measures.heads import induction_targets
 
@@ -224,24 +225,16 @@ def pattern_task_scores(model: HookedTransformer, tasks: Sequence[TaskTokens]) -
                 seen_hits.append(float(int(logp[colon].argmax()) == int(tokens[0, label])))
             else:
                 unseen_loss.append(loss)
-    layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
-    frames = []
-    for m in TASK_METRICS:
-        mean = torch.where(counts[m] > 0, sums[m] / counts[m].clamp_min(1),
-                           torch.full_like(sums[m], float("nan")))
-        frames.append(pd.DataFrame({"layer": layer_idx.ravel(), "head": head_idx.ravel(),
-                                    "metric": m, "value": mean.numpy().ravel()}))
+    means = {m: torch.where(counts[m] > 0, sums[m] / counts[m].clamp_min(1),
+                            torch.full_like(sums[m], float("nan"))) for m in TASK_METRICS}
 
     def avg(values: list[float]) -> float:
         return float(np.mean(values)) if values else float("nan")
 
-    frames.append(pd.DataFrame({
-        "metric": ["task_label_loss_seen", "task_label_loss_unseen", "task_label_accuracy_seen"],
-        "value": [avg(seen_loss), avg(unseen_loss), avg(seen_hits)]}))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["layer"] = frame["layer"].astype("Int64")
-    frame["head"] = frame["head"].astype("Int64")
-    return frame
+    model_level = {"task_label_loss_seen": avg(seen_loss),
+                   "task_label_loss_unseen": avg(unseen_loss),
+                   "task_label_accuracy_seen": avg(seen_hits)}
+    return head_frame({**means, **{k: np.float64(v) for k, v in model_level.items()}})
 
 
 # --------------------------------------------------------------------------- literal copying

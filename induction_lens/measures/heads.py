@@ -271,7 +271,7 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
     _check_mha(model)
     bos_id = bos_token_id(model)
     if bos and bool((tokens[:, 0] != bos_id).any()):
-        raise EvalError(f"copying_scores(bos=True) needs the model's BOS (id {bos_id}) at "
+        raise EvalError(f"copying_scores(bos=True) needs BOS (id {bos_id}, the model's) at "
                         "position 0 of every example; prepend it or pass bos=False")
     num, den = _run_copying(model, tokens, bos=bos, batch_size=batch_size)
     return _copying_from_sums(num, den)
