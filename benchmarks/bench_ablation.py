@@ -5,13 +5,13 @@ For every head of the laptop ``attn-only-4l`` preset, on examples of the evaluat
 * **reference**: the plain idiom, one ``run_with_hooks`` per head (``hook_z`` zeroed, full
   logits, per-token loss); for the pattern-preserving kind, one extra recording run whose
   patterns every ablated run forces back (the reference of ``tests/test_ablations.py``);
-* **fast**: :func:`induction_lens.evals.ablations.ablation_metrics`, i.e. everything the
+* **fast**: :func:`induction_lens.measures.ablations.ablation_metrics`, i.e. everything the
   Model Analysis Table reports (ICL-score change, before-and-after projection, random-token
   change, and the context-index average over the first 10% of the examples, the default
   ``DEFAULT_CONTEXT_FRACTION``);
 * **floor**: only the final LayerNorm, unembedding and log-softmax at the positions those
   reports read, once per head (what no exact method can skip);
-* **every index**: :func:`~induction_lens.evals.ablations.ablate` at every context index
+* **every index**: :func:`~induction_lens.measures.ablations.ablate` at every context index
   (the per-token losses of the whole set), for comparison.
 
 Repetitions are interleaved and medians reported, so the ratios hold even on a shared,
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from induction_lens.data import SyntheticCorpus
-from induction_lens.evals import ablations as A
+from induction_lens.measures import ablations as A
 from induction_lens.models import build_model
 from induction_lens.presets import get_preset
 

@@ -27,8 +27,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from induction_lens.config import ModelSpec
-from induction_lens.evals import circuits as C
-from induction_lens.evals.heads import previous_token_scores
+from induction_lens.measures import circuits as C
+from induction_lens.measures.heads import previous_token_scores
 from induction_lens.models import build_model
 from induction_lens.presets import get_preset
 

@@ -21,19 +21,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from induction_lens.analysis.losses import per_token_loss_pca
+from induction_lens.analysis.phases import SIGNAL_PARAMS, fit_window
 from induction_lens.data import evaluator_token_pool, make_corpus, repeated_tokens
-from induction_lens.evals.heads import (
+from induction_lens.hub import Hub
+from induction_lens.measures.heads import (
     copying_scores,
     prefix_matching_scores,
     previous_token_scores,
     repeated_head_scores,
 )
-from induction_lens.evals.losses import per_token_loss_pca, summarise_losses
-from induction_lens.evals.phases import SIGNAL_PARAMS, fit_window
-from induction_lens.evals.sweep import EvalSettings, evaluate_model
-from induction_lens.hub import Hub
+from induction_lens.measures.losses import summarise_losses
 from induction_lens.models import build_model
 from induction_lens.presets import get_preset
+from induction_lens.runs.evaluate import EvalSettings, evaluate_model
 
 
 def measure(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, tuple[float, float]]:
@@ -117,7 +118,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     steps = np.arange(0, 10_001, 50, dtype=np.float64)
     curve = -0.4 / (1 + np.exp(-(steps - 3000) / 100)) + rng.normal(0, 0.02, len(steps))
-    snapshots = pd.DataFrame([{"run": r, "step": s, "tokens": s, "metric": "loss_per_example",
+    snapshots = pd.DataFrame([{"run": r, "step": s, "train_tokens": s, "metric": "loss_per_example",
                                "example": k, "value": v}
                               for r in ("a", "b") for s in range(17)
                               for k, v in enumerate(rng.normal(size=settings.n_examples))])

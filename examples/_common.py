@@ -40,8 +40,8 @@ import torch
 
 from induction_lens._version import __version__
 from induction_lens.config import ConfigError, DataSpec, RunConfig
-from induction_lens.evals.sweep import EvalSettings, evaluate_run
 from induction_lens.hub import Hub, HubError, git_hash
+from induction_lens.runs.evaluate import EvalSettings, evaluate_run
 from induction_lens.train import resolve_config, train
 
 TINY_STEPS = 12
@@ -57,7 +57,7 @@ class ExampleError(ConfigError):
 
 
 class PlotsUnavailable(RuntimeError):
-    """``induction_lens.plots`` (or one of its functions) is missing."""
+    """``induction_lens.viz`` (or one of its functions) is missing."""
 
 
 def build_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -285,7 +285,7 @@ class Example:
 
     def evaluate(self, run: str, metrics: Sequence[str] | str, *,
                  settings: EvalSettings | None = None, **kwargs: Any):
-        """:func:`~induction_lens.evals.sweep.evaluate_run` with this example's settings (or
+        """:func:`~induction_lens.runs.evaluate.evaluate_run` with this example's settings (or
         ``settings``)."""
         return evaluate_run(self.hub, run, metrics=metrics,
                             settings=self.settings if settings is None else settings,
@@ -325,7 +325,7 @@ class Example:
     def figure(self, name: str, build: Callable[[], Any], *, caption: str = "") -> None:
         """Build a plotly figure and write ``OUT/{name}.html`` (PNG at :meth:`finish`).
 
-        ``build`` is called here; a missing ``induction_lens.plots`` function is recorded in the
+        ``build`` is called here; a missing ``induction_lens.viz`` function is recorded in the
         summary (and printed) instead of stopping the example.
         """
         try:
@@ -410,20 +410,20 @@ class Example:
 
 
 def plots():
-    """``induction_lens.plots``, or :class:`PlotsUnavailable` when it is not there yet."""
+    """``induction_lens.viz``, or :class:`PlotsUnavailable` when it is not there yet."""
     try:
-        import induction_lens.plots as module
+        import induction_lens.viz as module
     except ImportError as err:
-        raise PlotsUnavailable(f"induction_lens.plots is not importable ({err})") from None
+        raise PlotsUnavailable(f"induction_lens.viz is not importable ({err})") from None
     return module
 
 
 def plot(function: str, *args: Any, **kwargs: Any):
-    """Call ``induction_lens.plots.<function>(*args, **kwargs)``."""
+    """Call ``induction_lens.viz.<function>(*args, **kwargs)``."""
     module = plots()
     fn = getattr(module, function, None)
     if fn is None:
-        raise PlotsUnavailable(f"induction_lens.plots has no {function}()")
+        raise PlotsUnavailable(f"induction_lens.viz has no {function}()")
     return fn(*args, **kwargs)
 
 

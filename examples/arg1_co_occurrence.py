@@ -18,13 +18,13 @@ What runs (embedded synthetic corpus, laptop presets, 1000 steps each unless ``-
 
 Every checkpoint is evaluated (per-token losses, prefix-matching scores; cached in the hub).
 Claims, per model with two or more layers (the windows come from
-:func:`induction_lens.evals.phases.detect_phase_change`; "in the window" allows one checkpoint
+:func:`induction_lens.analysis.phases.detect_phase_change`; "in the window" allows one checkpoint
 interval of slack on each side, the resolution of the snapshots):
 
 * ``icl_phase_change``: the ICL score has a detected phase-change window;
 * ``induction_heads_form``: the highest prefix-matching score has a detected window whose jump
   (its midpoint) lies in the ICL window, and ends at >= 0.3 (an induction head by
-  :func:`~induction_lens.evals.heads.classify_heads`' threshold);
+  :func:`~induction_lens.analysis.heads.classify_heads`' threshold);
 * ``loss_bump``: the loss against ln(tokens) has a detected "bump" window whose midpoint lies
   in the ICL window;
 * ``pca_pivot``: the per-token-loss PCA trajectory (one basis for all models) pivots inside
@@ -48,8 +48,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from induction_lens.evals.losses import loss_log_derivative, per_token_loss_pca, token_loss_diff
-from induction_lens.evals.phases import co_occurrence, detect_phase_change, phase_changes
+from induction_lens.analysis.losses import loss_log_derivative, per_token_loss_pca
+from induction_lens.analysis.phases import co_occurrence, detect_phase_change, phase_changes
+from induction_lens.measures.losses import token_loss_diff
 
 import _common as C
 

@@ -14,7 +14,7 @@ smeared-key models ``smeared-1l`` and ``smeared-2l`` and their vanilla controls
 ``--full`` repeats the two-layer comparison with a second weight-initialisation seed (runs
 ``smeared-2l-s1`` and ``attn-only-2l-s1``), since "earlier" from one pair of runs could be luck.
 
-Claims (windows from :func:`induction_lens.evals.phases.detect_phase_change`):
+Claims (windows from :func:`induction_lens.analysis.phases.detect_phase_change`):
 
 * ``smeared_1l_phase_change``: the smeared one-layer model has an ICL phase-change window and
   ends with an induction head (prefix matching >= 0.3);
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from induction_lens.evals.losses import per_token_loss_pca
-from induction_lens.evals.phases import detect_phase_change, phase_changes
+from induction_lens.analysis.losses import per_token_loss_pca
+from induction_lens.analysis.phases import detect_phase_change, phase_changes
 
 import _common as C
 

@@ -7,15 +7,15 @@ appears to come from these induction heads! This begins at the start of the phas
 remains true through the end of training." The ablation is the paper's pattern-preserving one
 (appendix "(2) Per-token losses (attention head ablations)": the head's result is zeroed while
 every attention pattern is forced to its clean value), computed by
-:func:`induction_lens.evals.ablations.ablate_run` (every checkpoint, every head, cached in the
-hub) and :func:`~induction_lens.evals.ablations.ablate` (joint ablations).
+:func:`induction_lens.runs.ablate_run` (every checkpoint, every head, cached in the
+hub) and :func:`~induction_lens.measures.ablations.ablate` (joint ablations).
 
 What runs (embedded synthetic corpus, laptop presets, 1000 steps unless ``--steps``):
 ``attn-only-2l`` and ``attn-only-3l``; ``--full`` adds ``attn-only-4l`` and the models with
 MLPs ``mlp-2l`` and ``mlp-3l`` (for which the paper calls the evidence only suggestive).
 
 Heads are typed at the last checkpoint by
-:func:`~induction_lens.evals.heads.classify_heads` (induction: prefix matching >= 0.3 and
+:func:`~induction_lens.analysis.heads.classify_heads` (induction: prefix matching >= 0.3 and
 copying >= -0.5; previous token; other). Claims at the last checkpoint, per model:
 
 * ``induction_heads_carry_icl``: ablating all induction heads together removes at least 75% of
@@ -39,9 +39,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from induction_lens.evals.ablations import ablate, ablate_run, head_types, metric_name
-from induction_lens.evals.losses import icl_indices
-from induction_lens.evals.phases import detect_phase_change, phase_changes
+from induction_lens.analysis.phases import detect_phase_change, phase_changes
+from induction_lens.measures.ablations import ablate
+from induction_lens.measures.losses import icl_indices
+from induction_lens.runs.ablations import ablate_run, head_types
 
 import _common as C
 
@@ -118,7 +119,7 @@ def body(ex: C.Example) -> None:
                  note=None if removed_oth >= -CARRY_LITTLE or removed_oth != removed_oth else
                  "without the other heads the ICL score is markedly more negative: they help "
                  "early tokens more than late ones")
-        single = final[final["metric"] == metric_name(KIND, "icl_score_delta")]
+        single = final[final["metric"] == "icl_score_delta"]
         single = single.merge(types[["layer", "head", "head_type"]].astype(
             {"layer": "Int64", "head": "Int64"}), on=["layer", "head"])
         ind_vals = single.loc[single["head_type"] == "induction", "value"]
@@ -133,7 +134,7 @@ def body(ex: C.Example) -> None:
                   "joint_induction_delta": d_ind},
                  criterion="min over induction heads of the single-head ICL-score change > max "
                            "over the other heads", paper=PAPER)
-        proj = final[final["metric"] == metric_name(KIND, "before_after_projection")]
+        proj = final[final["metric"] == "before_after_projection"]
         if len(proj):
             proj = proj.merge(types[["layer", "head", "head_type"]].astype(
                 {"layer": "Int64", "head": "Int64"}), on=["layer", "head"])
@@ -149,7 +150,7 @@ def body(ex: C.Example) -> None:
                                "on its before-and-after vector is negative and larger in "
                                "magnitude than the other heads' sum", paper=PAPER)
         for metric in ("icl_score_delta", "before_after_projection"):
-            if (frame["metric"] == metric_name(KIND, metric)).any():
+            if (frame["metric"] == metric).any():
                 ex.figure(f"ablation_{metric}_{run}",
                           lambda m=metric, f=frame, t=types, r=run: C.plot(
                               "ablation_attribution", f, metric=m, kind=KIND, run=r, types=t,

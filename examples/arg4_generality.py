@@ -9,7 +9,7 @@ attends to the token after the previous occurrence of the current token and its 
 lines ``(month|colour) (animal|fruit): label``, a head "allocates about 65% of its attention
 from the colons to the correct positions", the earlier lines of the same template). The paper
 shows heads of a 40-layer model; the measures are
-:mod:`induction_lens.evals.generality` and the texts :mod:`induction_lens.data.tasks`.
+:mod:`induction_lens.measures.generality` and the texts :mod:`induction_lens.data.tasks`.
 
 What runs:
 
@@ -38,9 +38,9 @@ What runs:
   Never the default.
 
 Per model, the head is chosen by the strict definition: the induction head (prefix matching
->= 0.3 and copying >= -0.5, :func:`~induction_lens.evals.heads.classify_heads`) with the highest
+>= 0.3 and copying >= -0.5, :func:`~induction_lens.analysis.heads.classify_heads`) with the highest
 prefix-matching score on repeated random tokens
-(:func:`~induction_lens.evals.generality.strongest_induction_head`). Claims (thresholds are
+(:func:`~induction_lens.analysis.generality.strongest_induction_head`). Claims (thresholds are
 ours; the paper shows examples, not thresholds):
 
 * ``literal_copying[M]``: on repeated passages of random words
@@ -77,6 +77,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
+from induction_lens.analysis.generality import copying_summary, strongest_induction_head
+from induction_lens.analysis.heads import classify_heads
 from induction_lens.config import DataSpec
 from induction_lens.constants import CACHE_DIR
 from induction_lens.data import evaluator_token_pool
@@ -87,14 +89,12 @@ from induction_lens.data.tasks import (
     repeated_passage,
     tokenize_task,
 )
-from induction_lens.evals.generality import (
-    copying_summary,
+from induction_lens.measures.generality import (
     head_attribution,
     literal_copying,
     pattern_task_scores,
-    strongest_induction_head,
 )
-from induction_lens.evals.heads import classify_heads, head_scores
+from induction_lens.measures.heads import head_scores
 from induction_lens.models import quiet_deprecation
 
 import _common as C

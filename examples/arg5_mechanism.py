@@ -9,7 +9,7 @@ a QK-circuit term of the form Id ⊗ h_prev ⊗ W where W has positive eigenvalu
 appendix "Validating head activation evaluators" (the prefix-matching evaluator "correlates
 well with the trace of QK eigenvalues for the previous-token QK-circuit term", the copying
 evaluator with the OV eigenvalues). The measures are
-:mod:`induction_lens.evals.circuits` (weights only, plus the previous-token scores for the QK
+:mod:`induction_lens.measures.circuits` (weights only, plus the previous-token scores for the QK
 trace); the behavioural scores are the appendix's head activation evaluators.
 
 What runs (embedded synthetic corpus, laptop presets, 1000 steps unless ``--steps``):
@@ -35,8 +35,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from induction_lens.evals.circuits import validate_circuits
-from induction_lens.evals.heads import classify_heads
+from induction_lens.analysis.heads import classify_heads
+from induction_lens.runs.circuits import validate_circuits
 
 import _common as C
 

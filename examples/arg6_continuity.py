@@ -29,11 +29,11 @@ need longer runs (``--steps 3000`` or more, a GPU), which the 10-minute default 
 
 Every model has at least 2 layers, so "more than one layer" holds for all of them; the
 one-layer contrast is Argument 1's (``arg1_co_occurrence.py``). Claims (windows from
-:func:`induction_lens.evals.phases.detect_phase_change`; thresholds are ours):
+:func:`induction_lens.analysis.phases.detect_phase_change`; thresholds are ours):
 
 * ``phase_change[M]``, per model: the ICL score has a detected phase-change window and the
   best head ends with prefix matching >= 0.3 (an induction head by
-  :func:`~induction_lens.evals.heads.classify_heads`' threshold);
+  :func:`~induction_lens.analysis.heads.classify_heads`' threshold);
 * ``icl_after_roughly_constant``: the ICL score at the last checkpoint (after every window) is
   about the same at every size: ``(max - min) / |mean| <= 0.25`` over the family, and every
   model has a window (a constant score without a phase change would not be the claim);
@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from induction_lens.evals.phases import detect_phase_change, phase_changes
+from induction_lens.analysis.phases import detect_phase_change, phase_changes
 
 import _common as C
 

@@ -2,50 +2,49 @@
 
 Build the paper's models as TransformerLens ``HookedTransformer``s, train them into a local
 checkpoint hub, and measure induction heads over training as tidy pandas DataFrames.
+
+The top level holds the workflow (configs, presets, :func:`train`, :class:`Hub`,
+:func:`evaluate_run`, :func:`head_scores`, :func:`ablate`, :func:`ablate_run`,
+:func:`detect_phase_change`, :func:`build_report`) and the namespaces, one per level:
+
+* :mod:`induction_lens.measures`: pure functions of a model and tokens (``*_scores`` return
+  ``[n_layers, n_heads]`` tensors);
+* :mod:`induction_lens.analysis`: frame -> frame (phase windows, PCA, head types);
+* :mod:`induction_lens.runs`: metrics over the checkpoints of runs, cached in the hub;
+* :mod:`induction_lens.viz` (also ``il.plots``): DataFrame -> plotly figure, and the report;
+* :mod:`induction_lens.frame`: the one tidy schema.
+
+Names that used to live at the top level and moved into a namespace still work for one release,
+with a ``DeprecationWarning`` naming their new home.
 """
 
-from induction_lens import plots
+import importlib
+import warnings
+from typing import Any
+
+from induction_lens import analysis, frame, measures, runs, viz
 from induction_lens._version import __version__
-from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
-from induction_lens.evals.ablations import ablate, ablate_run, ablation_metrics, head_types
-from induction_lens.evals.circuits import (
-    circuit_scores,
-    composition_scores,
-    ov_copying,
-    qk_trace,
-    validate_circuits,
-)
-from induction_lens.evals.common import EvalError
-from induction_lens.evals.heads import classify_heads, head_scores
-from induction_lens.evals.losses import (
-    icl_score,
-    loss_by_context,
-    loss_log_derivative,
-    per_token_loss_pca,
-    per_token_losses,
-    summarise_losses,
-    token_loss_diff,
-)
-from induction_lens.evals.phases import (
-    PhaseWindow,
-    co_occurrence,
-    co_occurrence_table,
-    detect_phase_change,
-    phase_changes,
-)
-from induction_lens.evals.sweep import (
+from induction_lens.analysis.phases import detect_phase_change
+from induction_lens.config import DataSpec, ModelSpec, RunConfig, TrainConfig
+from induction_lens.errors import ConfigError, EvalError, HubError, InductionLensError
+from induction_lens.hub import Hub
+from induction_lens.measures.ablations import ablate
+from induction_lens.measures.heads import head_scores
+from induction_lens.models import build_model
+from induction_lens.presets import PRESETS, get_preset, list_presets
+from induction_lens.runs import (
     EvalSettings,
-    checkpoint_summary,
+    ablate_run,
     evaluate_model,
     evaluate_run,
     evaluate_runs,
     register_metric,
 )
-from induction_lens.hub import Hub, HubError
-from induction_lens.models import build_model
-from induction_lens.presets import PRESETS, get_preset, list_presets
-from induction_lens.report import build_report
 from induction_lens.train import TrainResult, train
+from induction_lens.viz.report import build_report
+
+plots = viz
+"""The figures namespace under its familiar name (``il.plots.loss_curve(...)``)."""
 
 __all__ = [
     "__version__",
@@ -55,43 +54,62 @@ __all__ = [
     "EvalSettings",
     "Hub",
     "HubError",
+    "InductionLensError",
     "ModelSpec",
     "PRESETS",
-    "PhaseWindow",
     "RunConfig",
     "TrainConfig",
     "TrainResult",
     "ablate",
     "ablate_run",
-    "ablation_metrics",
+    "analysis",
     "build_model",
     "build_report",
-    "checkpoint_summary",
-    "circuit_scores",
-    "classify_heads",
-    "co_occurrence",
-    "co_occurrence_table",
-    "composition_scores",
     "detect_phase_change",
     "evaluate_model",
     "evaluate_run",
     "evaluate_runs",
+    "frame",
     "get_preset",
     "head_scores",
-    "head_types",
-    "icl_score",
     "list_presets",
-    "loss_by_context",
-    "loss_log_derivative",
-    "ov_copying",
-    "per_token_loss_pca",
-    "per_token_losses",
-    "phase_changes",
+    "measures",
     "plots",
-    "qk_trace",
     "register_metric",
-    "summarise_losses",
-    "token_loss_diff",
+    "runs",
     "train",
-    "validate_circuits",
+    "viz",
 ]
+
+_MOVED: dict[str, str] = {
+    "ablation_metrics": "induction_lens.measures",
+    "circuit_scores": "induction_lens.measures",
+    "composition_scores": "induction_lens.measures",
+    "icl_score": "induction_lens.measures",
+    "ov_copying": "induction_lens.measures",
+    "per_token_losses": "induction_lens.measures",
+    "qk_trace": "induction_lens.measures",
+    "summarise_losses": "induction_lens.measures",
+    "token_loss_diff": "induction_lens.measures",
+    "PhaseWindow": "induction_lens.analysis",
+    "checkpoint_summary": "induction_lens.analysis",
+    "classify_heads": "induction_lens.analysis",
+    "co_occurrence": "induction_lens.analysis",
+    "co_occurrence_table": "induction_lens.analysis",
+    "loss_by_context": "induction_lens.analysis",
+    "loss_log_derivative": "induction_lens.analysis",
+    "per_token_loss_pca": "induction_lens.analysis",
+    "phase_changes": "induction_lens.analysis",
+    "head_types": "induction_lens.runs",
+    "validate_circuits": "induction_lens.runs",
+}
+"""Former top-level names and the namespace each moved to (kept for one release)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        home = _MOVED[name]
+        warnings.warn(f"induction_lens.{name} moved to {home}.{name}; the top-level name will "
+                      "be removed in the next release", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(home), name)
+    raise AttributeError(f"module 'induction_lens' has no attribute {name!r}")

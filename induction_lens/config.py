@@ -19,7 +19,7 @@ NormalizationType = Literal["LN", "LNPre"]
 PositionalEmbedding = Literal["shortformer", "standard"]
 LRSchedule = Literal["constant", "cosine"]
 CheckpointSchedule = Literal["linear", "log"]
-DataSource = Literal["synthetic", "hub", "files", "shakespeare"]
+DataSource = Literal["synthetic", "huggingface", "files", "shakespeare"]
 TokenDistribution = Literal["uniform", "zipf"]
 TokenizerKind = Literal["bpe", "gpt2"]
 OptimizerKind = Literal["adamw", "sgd"]
@@ -32,7 +32,8 @@ def _require(ok: bool, message: str) -> None:
 
 def _check_literal(owner: str, name: str, value: Any, literal: Any) -> None:
     allowed = get_args(literal)
-    _require(value in allowed, f"{owner}.{name}={value!r} is not one of {allowed}; pick one of them")
+    _require(value in allowed,
+             f"{owner}.{name}={value!r} is not one of {allowed}; pick one of them")
 
 
 _T = TypeVar("_T", bound="_Serialisable")
@@ -144,6 +145,104 @@ class ModelSpec(_Serialisable):
 
 
 @dataclass(frozen=True)
+class PretrainedSpec(_Serialisable):
+    """A model imported from a pretrained checkpoint series (see :mod:`induction_lens.pretrained`).
+
+    Where a :class:`ModelSpec` describes one of the paper's architectures, this holds the
+    TransformerLens ``HookedTransformerConfig`` of a model trained elsewhere (Pythia, or any
+    series of HuggingFace ``save_pretrained`` revisions), so :meth:`Hub.load_model
+    <induction_lens.hub.Hub.load_model>` rebuilds the same ``HookedTransformer``. It exposes the
+    shape properties the evaluators read from a :class:`ModelSpec` (``n_layers``, ``d_vocab``,
+    ``n_ctx``, ...).
+    """
+
+    source: str
+    """The TransformerLens model name (e.g. "EleutherAI/pythia-70m") or the absolute local
+    directory the checkpoints were imported from."""
+    hooked_config: dict[str, Any]
+    """``HookedTransformerConfig.to_dict()`` made JSON-safe (``dtype`` as a name, no device,
+    no checkpoint label, ``tokenizer_name`` None: the run's stored tokenizer is used)."""
+    tokens_per_step: int
+    """Training tokens per optimizer step of the series (Pythia: 1024 x 2048 = 2,097,152)."""
+    revision_template: str = "step{step}"
+    """The revision (HuggingFace branch, or subdirectory) of checkpoint ``step``."""
+    special_tokens: dict[str, str] = field(default_factory=dict)
+    """The tokenizer's special tokens by role (``bos_token``, ``eos_token``, ``pad_token``,
+    ``unk_token``), restored around the stored ``tokenizer.json``."""
+    transformer_lens_version: str = ""
+    """The TransformerLens version whose conversion produced the stored weights."""
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.source, str) and bool(self.source),
+                 "PretrainedSpec.source must be a model name or a directory")
+        missing = sorted({"n_layers", "d_model", "n_heads", "d_head", "n_ctx", "d_vocab"}
+                         - set(self.hooked_config or {}))
+        _require(isinstance(self.hooked_config, dict) and not missing,
+                 f"PretrainedSpec.hooked_config lacks {missing}; store "
+                 "HookedTransformerConfig.to_dict() (induction_lens.pretrained does)")
+        _require(isinstance(self.tokens_per_step, int) and self.tokens_per_step >= 1,
+                 f"PretrainedSpec.tokens_per_step={self.tokens_per_step!r} must be a positive "
+                 "integer (training tokens per optimizer step of the series)")
+        _require("{step}" in self.revision_template,
+                 f"PretrainedSpec.revision_template={self.revision_template!r} must contain "
+                 "'{step}', e.g. 'step{step}'")
+
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return int(self.hooked_config["n_layers"])
+
+    @property
+    def d_model(self) -> int:
+        """Residual stream width."""
+        return int(self.hooked_config["d_model"])
+
+    @property
+    def n_heads(self) -> int:
+        """Attention heads per layer."""
+        return int(self.hooked_config["n_heads"])
+
+    @property
+    def d_head(self) -> int:
+        """Width of each head."""
+        return int(self.hooked_config["d_head"])
+
+    @property
+    def n_ctx(self) -> int:
+        """Context length in tokens."""
+        return int(self.hooked_config["n_ctx"])
+
+    @property
+    def d_vocab(self) -> int:
+        """Vocabulary size of the embedding (may exceed the tokenizer's, e.g. Pythia's 50304)."""
+        return int(self.hooked_config["d_vocab"])
+
+    @property
+    def attn_only(self) -> bool:
+        """Whether the model has no MLPs."""
+        return bool(self.hooked_config.get("attn_only", False))
+
+    @property
+    def smeared_keys(self) -> bool:
+        """Always False: smeared keys are this package's own architecture."""
+        return False
+
+    @property
+    def mlp_width(self) -> int | None:
+        """The MLP width, or None for attention-only models."""
+        return None if self.attn_only else self.hooked_config.get("d_mlp")
+
+    @property
+    def n_params(self) -> int:
+        """Non-embedding parameter count as TransformerLens counts it."""
+        return int(self.hooked_config.get("n_params") or 0)
+
+    def revision(self, step: int) -> str:
+        """The revision name of checkpoint ``step`` (e.g. ``"step1000"``)."""
+        return self.revision_template.format(step=step)
+
+
+@dataclass(frozen=True)
 class TrainConfig(_Serialisable):
     """Optimisation and checkpointing of one training run."""
 
@@ -190,7 +289,8 @@ class TrainConfig(_Serialisable):
                  f"TrainConfig.batch_size={self.batch_size!r} must be a positive integer")
         _require(self.lr > 0 and math.isfinite(self.lr),
                  f"TrainConfig.lr={self.lr!r} must be a positive finite number")
-        _require(self.warmup_steps >= 0, f"TrainConfig.warmup_steps={self.warmup_steps} must be >= 0")
+        _require(self.warmup_steps >= 0,
+                 f"TrainConfig.warmup_steps={self.warmup_steps} must be >= 0")
         _check_literal("TrainConfig", "lr_schedule", self.lr_schedule, LRSchedule)
         _check_literal("TrainConfig", "optimizer", self.optimizer, OptimizerKind)
         _check_literal("TrainConfig", "checkpoint_schedule", self.checkpoint_schedule,
@@ -263,17 +363,18 @@ class DataSpec(_Serialisable):
     copy_prob: float = 0.9
     """Synthetic corpus: probability that a segment copies an earlier span of the sequence."""
     name: str | None = None
-    """``hub``: the HuggingFace dataset name (e.g. "NeelNanda/pile-10k")."""
+    """``huggingface``: the HuggingFace dataset name (e.g. "NeelNanda/pile-10k")."""
     config_name: str | None = None
-    """``hub``: the dataset configuration, if it has several."""
+    """``huggingface``: the dataset configuration, if it has several."""
     revision: str | None = None
-    """``hub``: a git revision (tag, branch or commit) of the dataset, for reproducibility."""
+    """``huggingface``: a git revision (tag, branch or commit) of the dataset."""
     split: str = "train"
-    """``hub``/``files``: the split to read."""
+    """``huggingface``/``files``: the split to read."""
     text_column: str = "text"
     """Column holding raw text."""
     streaming: bool = False
-    """``hub``: stream instead of downloading the whole split (reads ``max_documents``)."""
+    """``huggingface``: stream instead of downloading the whole split (reads
+    ``max_documents``)."""
     max_documents: int | None = None
     """Read at most this many documents (None: all)."""
     files: tuple[str, ...] = ()
@@ -286,6 +387,8 @@ class DataSpec(_Serialisable):
     """Natural text: share of chunks held out for evaluation."""
 
     def __post_init__(self) -> None:
+        if self.source == "hub":  # the spelling of versions before 0.x, still in stored run.json
+            object.__setattr__(self, "source", "huggingface")
         _check_literal("DataSpec", "source", self.source, DataSource)
         _check_literal("DataSpec", "distribution", self.distribution, TokenDistribution)
         _check_literal("DataSpec", "tokenizer", self.tokenizer, TokenizerKind)
@@ -298,8 +401,9 @@ class DataSpec(_Serialisable):
                  f"DataSpec.zipf_exponent={self.zipf_exponent} must be positive")
         _require(0 < self.eval_fraction < 1,
                  f"DataSpec.eval_fraction={self.eval_fraction} must be in (0, 1)")
-        _require(self.source != "hub" or bool(self.name),
-                 "DataSpec.name is required for source='hub'; pass e.g. --data hf:NeelNanda/pile-10k")
+        _require(self.source != "huggingface" or bool(self.name),
+                 "DataSpec.name is required for source='huggingface'; pass e.g. "
+                 "--data hf:NeelNanda/pile-10k")
         _require(self.source != "files" or bool(self.files),
                  "DataSpec.files is required for source='files'; pass --data files:PATH[,PATH]")
         _require(not self.streaming or self.max_documents is not None,
@@ -324,8 +428,9 @@ class DataSpec(_Serialisable):
                      f"--data {source!r}: synthetic takes 'uniform' or 'zipf', e.g. synthetic:zipf")
             return cls(source="synthetic", distribution=arg or "uniform", **overrides)
         if kind in ("hf", "hub"):
-            _require(bool(arg), f"--data {source!r} needs a dataset name, e.g. hf:NeelNanda/pile-10k")
-            return cls(source="hub", name=arg, **overrides)
+            _require(bool(arg),
+                     f"--data {source!r} needs a dataset name, e.g. hf:NeelNanda/pile-10k")
+            return cls(source="huggingface", name=arg, **overrides)
         if kind == "files":
             paths = tuple(p for p in arg.split(",") if p)
             _require(bool(paths), f"--data {source!r} needs paths, e.g. files:corpus.txt")
@@ -536,13 +641,13 @@ def check_reddy_fit(net: ReddyNetSpec, task: ReddyTaskSpec) -> None:
 class RunConfig:
     """Everything that defines a run; what the hub writes to ``run.json``.
 
-    A language-model run pairs a :class:`ModelSpec` with a :class:`DataSpec`; a Reddy 2023
-    classifier run pairs a :class:`ReddyNetSpec` with a
-    :class:`ReddyTaskSpec` (their dicts carry ``kind: "reddy"``
+    A language-model run pairs a :class:`ModelSpec` (or an imported series'
+    :class:`PretrainedSpec`) with a :class:`DataSpec`; a Reddy 2023 classifier run pairs a
+    :class:`ReddyNetSpec` with a :class:`ReddyTaskSpec` (their dicts carry ``kind: "reddy"``
     and ``source: "reddy"``, which is how :meth:`from_dict` tells them apart).
     """
 
-    model: ModelSpec | ReddyNetSpec
+    model: "ModelSpec | PretrainedSpec | ReddyNetSpec"
     train: TrainConfig
     data: DataSpec | ReddyTaskSpec = field(default_factory=DataSpec)
     preset: str | None = None
@@ -576,7 +681,8 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         reddy = data["model"].get("kind") == "reddy"
         return cls(
-            model=(ReddyNetSpec if reddy else ModelSpec).from_dict(data["model"]),
+            model=(ReddyNetSpec if reddy else PretrainedSpec if "hooked_config" in data["model"]
+                   else ModelSpec).from_dict(data["model"]),
             train=TrainConfig.from_dict(data["train"]),
             data=(ReddyTaskSpec if reddy else DataSpec).from_dict(data["data"]),
             preset=data.get("preset"),

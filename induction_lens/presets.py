@@ -11,8 +11,9 @@ and in the docs), not the paper's.
 Laptop scale keeps every architectural choice but shrinks widths so that the 2-layer
 attention-only model forms an induction head in about a minute on 2 CPU cores: d_model 64,
 4 heads of 16, context 128, vocabulary 512, batch 32, AdamW 3e-3 with 50 warm-up steps
-(the recipe measured in ``FACTS.md``). The laptop full-scale family uses d_model = 16 *
-n_layers with heads of 16 and a linear snapshot schedule (the phase change would fall between
+(a recipe measured to form an induction head in about a minute on 2 CPU cores). The
+laptop full-scale family uses d_model = 16 * n_layers with heads of 16 and a linear snapshot
+schedule (the phase change would fall between
 two log-spaced snapshots of a 1000-step run).
 """
 

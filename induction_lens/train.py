@@ -34,7 +34,8 @@ from transformer_lens import HookedTransformer
 from induction_lens import constants as C
 from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
 from induction_lens.data import make_corpus
-from induction_lens.hub import Hub
+from induction_lens.errors import HubError
+from induction_lens.hub import Hub, empty_log
 from induction_lens.models import build_model, fused_attention
 from induction_lens.presets import Scale, get_preset
 
@@ -140,8 +141,11 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
         steps: override the number of steps.
         scale: preset scale, "laptop" or "paper".
         resume: continue an existing run from its last complete checkpoint (only ``steps``
-            may differ from the stored config).
-        device: torch device (default: CUDA if available, else CPU).
+            may differ from the stored config, and not under a cosine schedule, whose decay
+            spans the stored steps: that is refused with a :class:`HubError`). Natural-text
+            runs reuse their stored tokenizer. A run that does not exist yet is created.
+        device: torch device (default: CUDA if available, else CPU; pass "cpu" where runs
+            must be bit-identical, e.g. for resume checks).
         progress: show a tqdm progress bar.
         on_checkpoint: ``callback(step, tokens, model)`` after each checkpoint.
 
@@ -161,13 +165,17 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
     tokens_per_step = tcfg.batch_size * spec.n_ctx
 
     # The corpus is built before the run is opened, so that a data source that fails (offline,
-    # missing file) leaves no half-created run behind.
+    # missing file) leaves no half-created run behind. A resumed run reuses its stored
+    # tokenizer (verified first), so its batches are the ones it was trained on.
     tok_path = hub.run_dir(run) / C.TOKENIZER
+    reuse_tokenizer = resume and run in hub.runs() and hub.has_file(run, C.TOKENIZER)
+    if reuse_tokenizer:
+        hub.read_file(run, C.TOKENIZER)
     corpus = make_corpus(cfg.data, d_vocab=spec.d_vocab, n_ctx=spec.n_ctx,
                          cache_dir=hub.root / C.CACHE_DIR,
-                         tokenizer_path=tok_path if resume and tok_path.exists() else None)
+                         tokenizer_path=tok_path if reuse_tokenizer else None)
     with hub.open_run(run, cfg, resume=resume) as writer:
-        if corpus.tokenizer is not None and not tok_path.exists():
+        if corpus.tokenizer is not None and (writer.created or not hub.has_file(run, C.TOKENIZER)):
             writer.write_file(C.TOKENIZER, corpus.tokenizer.to_str().encode())
         writer.save_token_frequencies(corpus.token_frequencies())
 
@@ -175,13 +183,20 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
         optimizer = make_optimizer(net, tcfg)
         start = writer.last_step
         if start is not None:
-            net.load_state_dict(hub.load_state_dict(run, start))
-            optimizer.load_state_dict(hub.load_optimizer_state(run, start))
+            weights = hub.load_state_dict(run, start)
+            optim_state = hub.load_optimizer_state(run, start)
+            try:
+                net.load_state_dict(weights)
+                optimizer.load_state_dict(optim_state)
+            except (ValueError, KeyError, RuntimeError, TypeError) as err:
+                raise HubError(f"checkpoint {start} of run {run!r} does not fit its model and "
+                               f"optimizer ({str(err).strip().splitlines()[0]}); restore it or "
+                               "start a new --run") from None
             log = hub.log(run)
             log = log[log["step"] <= start].reset_index(drop=True)
             logger.info("resuming run %s from step %d", run, start)
         else:
-            start, log = 0, pd.DataFrame()
+            start, log = 0, empty_log()
             writer.save_checkpoint(0, 0, net, optimizer.state_dict(), log)
             if on_checkpoint is not None:
                 on_checkpoint(0, 0, net)

@@ -19,13 +19,15 @@ import torch
 from jaxtyping import TypeCheckError
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from induction_lens.evals import ablations as A
-from induction_lens.evals.ablations import AblationError, ablate, ablation_metrics
-from induction_lens.evals.common import EvalError
-from induction_lens.evals.losses import icl_indices, random_token_indices
-from induction_lens.evals.sweep import EvalSettings
+from induction_lens.cli import ablate as cli_ablate
 from induction_lens.hub import Hub
+from induction_lens.measures import ablations as A
+from induction_lens.measures._checks import EvalError
+from induction_lens.measures.ablations import AblationError, ablate, ablation_metrics
+from induction_lens.measures.losses import icl_indices, random_token_indices
 from induction_lens.models import build_model, quiet_deprecation
+from induction_lens.runs import ablations as RA
+from induction_lens.runs.evaluate import EvalSettings
 
 from .conftest import tiny_spec
 
@@ -257,10 +259,10 @@ def test_reports_equal_their_definitions_on_the_dense_losses():
         "before_after_projection": d_rand @ unit,
     }
     for name, values in expected.items():
-        got = frame[frame.metric == A.metric_name("pattern", name)].sort_values(["layer", "head"])
+        got = frame[frame.metric == name].sort_values(["layer", "head"])
         assert list(zip(got["layer"], got["head"], strict=True)) == full.heads
         np.testing.assert_allclose(got.value.to_numpy(), values.numpy(), atol=1e-6, rtol=0)
-    ctx = frame[frame.metric == A.metric_name("pattern", "context_loss_delta")]
+    ctx = frame[frame.metric == "context_loss_delta"]
     assert len(ctx) == len(full.heads) * 23
     first = ctx[(ctx["layer"] == 1) & (ctx["head"] == 2)].sort_values("position")
     assert first.position.tolist() == list(range(1, 24))
@@ -268,19 +270,20 @@ def test_reports_equal_their_definitions_on_the_dense_losses():
                                d[full.heads.index((1, 2)), :7].mean(0).numpy(), atol=1e-6)
     clean = full.clean.double()
     model_level = frame[frame.layer.isna()].set_index("metric").value
-    assert model_level[A.metric_name("pattern", "clean_icl_score")] == pytest.approx(
+    assert model_level["clean_icl_score"] == pytest.approx(
         float((clean[:, late - 1] - clean[:, early - 1]).mean()), abs=1e-6)
-    assert model_level[A.metric_name("pattern", "clean_random_token_loss")] == pytest.approx(
+    assert model_level["clean_random_token_loss"] == pytest.approx(
         float(clean.gather(1, (rand - 1)[:, None]).mean()), abs=1e-6)
-    assert set(frame.columns) == {"layer", "head", "metric", "value", "position"}
+    assert list(frame.columns) == ["layer", "head", "metric", "value", "position", "kind"]
+    assert set(frame["kind"]) == {"pattern"}
 
 
 def test_reports_without_window_or_context_average():
     model = randomised_model({}, seed=10)
     frame = ablation_metrics(model, _tokens(6), "full", heads=[(1, 0)], context_fraction=0.0)
-    assert set(frame.metric) == {A.metric_name("full", n) for n in (
-        "icl_score_delta", "random_token_loss_delta", "clean_icl_score",
-        "clean_random_token_loss")}
+    assert set(frame.metric) == {"icl_score_delta", "random_token_loss_delta", "clean_icl_score",
+                                 "clean_random_token_loss"}
+    assert set(frame["kind"]) == {"full"}
 
 
 def test_before_after_vector_is_the_normalised_difference():
@@ -367,13 +370,14 @@ def test_argument_3_induction_heads_carry_the_in_context_learning(trained_hub):
     """Paper, Argument 3: knocking out the induction heads of a small attention-only model
     removes most of its in-context learning; knocking out any other single head removes little.
 
-    Heads are typed by prefix matching (:func:`induction_lens.evals.heads.classify_heads`
+    Heads are typed by prefix matching (:func:`induction_lens.analysis.heads.classify_heads`
     without the copying condition: see the note in the closing report). The briefly trained
     laptop 2L model forms several redundant induction heads, so they are ablated together
     (pattern-preserving, the paper's kind); each other head is ablated alone.
     """
+    from induction_lens.analysis.heads import classify_heads
     from induction_lens.data import evaluator_token_pool
-    from induction_lens.evals.heads import classify_heads, head_scores
+    from induction_lens.measures.heads import head_scores
 
     run = "attn-only-2l"
     model = trained_hub.load_model(run)
@@ -418,21 +422,21 @@ def test_ablate_run_detects_the_window_and_induction_heads_undo_the_phase_change
     is like undoing the changes to model behavior that happened during the phase change").
     Without a window (none detected, or ``window=False``) the projection is left out."""
     settings = EvalSettings(n_examples=128)
-    frame = A.ablate_run(hub_copy, "attn-only-2l", "pattern", steps=[800], settings=settings,
+    frame = RA.ablate_run(hub_copy, "attn-only-2l", "pattern", steps=[800], settings=settings,
                          progress=False)
-    start, end = frame.attrs["params"]["window"]
+    start, end = frame.attrs["window"]
     assert 0 < start < end < 800  # the ICL score jumps inside the run, not at its start
-    proj = frame[frame.metric == A.metric_name("pattern", "before_after_projection")]
+    proj = frame[frame.metric == "before_after_projection"]
     induction = proj[proj["layer"] == 1].value  # every layer-1 head is an induction head here
     assert (induction < 0).all()
     assert induction.mean() < proj[proj["layer"] == 0].value.mean()
 
-    no_window = A.ablate_run(hub_copy, "attn-only-1l", "pattern", steps=[400], window=False,
+    no_window = RA.ablate_run(hub_copy, "attn-only-1l", "pattern", steps=[400], window=False,
                              settings=EvalSettings(n_examples=32), progress=False)
-    assert no_window.attrs["params"]["window"] is None
+    assert no_window.attrs["window"] is None
     assert not no_window.metric.str.endswith("before_after_projection").any()
-    monkeypatch.setattr(A, "detect_phase_change", lambda frame, **kwargs: None)
-    undetected = A.ablate_run(hub_copy, "attn-only-1l", "pattern", steps=[400], force=True,
+    monkeypatch.setattr(RA, "detect_phase_change", lambda frame, **kwargs: None)
+    undetected = RA.ablate_run(hub_copy, "attn-only-1l", "pattern", steps=[400], force=True,
                               settings=EvalSettings(n_examples=32), progress=False)
     assert not undetected.metric.str.endswith("before_after_projection").any()
     assert "no phase change" in caplog.text
@@ -442,55 +446,55 @@ def test_ablate_run_detects_the_window_and_induction_heads_undo_the_phase_change
 def test_ablate_run_writes_the_tidy_parquet_and_reuses_it(hub_copy, monkeypatch, capsys):
     run = "attn-only-2l"
     settings = EvalSettings(n_examples=48)
-    frame = A.ablate_run(hub_copy, run, "pattern", every=8, window=(380, 820),
+    frame = RA.ablate_run(hub_copy, run, "pattern", every=8, window=(380, 820),
                          settings=settings, context_fraction=1 / 3, progress=False)
-    path = A.ablation_path(hub_copy, run, "pattern")
+    path = RA.ablation_path(hub_copy, run, "pattern")
     assert path.exists() and path.parent.name == "evals"
-    assert list(frame.columns[:9]) == ["run", "step", "tokens", "layer", "head", "metric",
-                                       "value", "position", "example"]
+    assert list(frame.columns[:9]) == ["run", "step", "train_tokens", "layer", "head",
+                                       "metric", "value", "position", "example"]
     assert sorted(frame.step.unique()) == [0, 400, 800]
-    assert frame.attrs["params"]["window"] == [400, 800]  # snapped to checkpoints
+    assert frame.attrs["window"] == [400, 800]  # snapped to checkpoints
     on_disk = pd.read_parquet(path)
     pd.testing.assert_frame_equal(on_disk, frame)
-    proj = frame[frame.metric == "ablation_pattern_before_after_projection"]
+    proj = frame[frame.metric == "before_after_projection"]
     assert len(proj) == 3 * 8 and proj.value.notna().all()
-    tokens = dict(zip(frame.step, frame.tokens, strict=False))
+    tokens = dict(zip(frame.step, frame.train_tokens, strict=False))
     assert tokens[800] == 800 * 32 * 128
 
     def boom(*args, **kwargs):
         raise AssertionError("recomputed although cached")
 
-    monkeypatch.setattr(A, "ablation_metrics", boom)
-    cached = A.ablate_run(hub_copy, run, "pattern", every=8, window=(380, 820),
+    monkeypatch.setattr(RA, "ablation_metrics", boom)
+    cached = RA.ablate_run(hub_copy, run, "pattern", every=8, window=(380, 820),
                           settings=settings, context_fraction=1 / 3, progress=False)
     pd.testing.assert_frame_equal(cached, frame)
     with pytest.raises(AssertionError, match="recomputed"):  # other parameters: recomputed
-        A.ablate_run(hub_copy, run, "pattern", every=8, window=(380, 820),
+        RA.ablate_run(hub_copy, run, "pattern", every=8, window=(380, 820),
                      settings=EvalSettings(n_examples=40), context_fraction=1 / 3,
                      progress=False)
     monkeypatch.undo()
 
     parser = argparse.ArgumentParser()
-    A.add_ablate_parser(parser.add_subparsers())
+    cli_ablate.add_parser(parser.add_subparsers())
     args = parser.parse_args(["ablate", run, "--hub", str(hub_copy.root), "--kind", "full",
                               "--every", "16", "--window", "0", "800", "--examples", "16",
                               "--context-fraction", "0", "-q"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "ablations_full.parquet" in out and "icl_score_delta" in out
-    assert A.ablation_path(hub_copy, run, "full").exists()
+    assert "ablation_full.parquet" in out and "icl_score_delta" in out
+    assert RA.ablation_path(hub_copy, run, "full").exists()
 
 
 @pytest.mark.slow
 def test_head_types_colour_the_reports(trained_hub):
-    from induction_lens.evals.heads import HEAD_TYPES
+    from induction_lens.analysis.heads import HEAD_TYPES
 
-    types = A.head_types(trained_hub, "attn-only-2l")
+    types = RA.head_types(trained_hub, "attn-only-2l")
     assert len(types) == 8 and set(types.head_type) <= set(HEAD_TYPES)
     model = trained_hub.load_model("attn-only-2l")
     frame = ablation_metrics(model, trained_hub.corpus("attn-only-2l").eval_tokens(8),
                              context_fraction=0.0)
-    coloured = A.with_head_types(frame, types)
+    coloured = RA.with_head_types(frame, types)
     assert len(coloured) == len(frame)
     per_head = coloured[coloured["layer"].notna()]
     assert per_head.head_type.notna().all()
@@ -502,10 +506,10 @@ def test_head_types_colour_the_reports(trained_hub):
 
 def test_ablate_run_rejects_bad_arguments(trained_hub):
     with pytest.raises(AblationError, match="every=0"):
-        A.ablate_run(trained_hub, "attn-only-2l", every=0)
+        RA.ablate_run(trained_hub, "attn-only-2l", every=0)
     with pytest.raises(AblationError, match="no checkpoint at steps \\[7\\]"):
-        A.ablate_run(trained_hub, "attn-only-2l", steps=[7])
+        RA.ablate_run(trained_hub, "attn-only-2l", steps=[7])
     with pytest.raises(AblationError, match="start must come before its end"):
-        A.ablate_run(trained_hub, "attn-only-2l", window=(800, 400))
+        RA.ablate_run(trained_hub, "attn-only-2l", window=(800, 400))
     with pytest.raises((AblationError, TypeCheckError), match="mean"):
-        A.ablate_run(trained_hub, "attn-only-2l", kind="mean")
+        RA.ablate_run(trained_hub, "attn-only-2l", kind="mean")

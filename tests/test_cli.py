@@ -60,3 +60,56 @@ def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "induction_lens.cli", "--version"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.startswith("induction-lens ")
+
+
+def test_installed_entry_point_runs():
+    """The ``induction-lens`` console script that ``pip install`` put next to the interpreter."""
+    import os
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / ("induction-lens.exe" if os.name == "nt"
+                                            else "induction-lens")
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (package not installed in this venv)")
+    out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("induction-lens ")
+    bad = subprocess.run([str(script), "hub", "ls", "--hub", "/nonexistent/hub/dir"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("induction-lens: error:") and len(bad.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_demo_ablate_and_report_through_main(tmp_path, capsys):
+    hub = str(tmp_path / "hub")
+    assert main(["demo", "--hub", hub, "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "attn-only-1l" in out and "attn-only-2l" in out and "icl_score" in out
+    assert main(["ablate", "attn-only-2l", "--hub", hub, "--examples", "8", "--window",
+                 "0", "4", "--context-fraction", "0", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "ablation_pattern.parquet" in out and "phase window: steps 0-4" in out
+    page = tmp_path / "report.html"
+    assert main(["report", "--hub", hub, "--runs", "attn-only-2l", "--out", str(page),
+                 "--n-examples", "8", "-q"]) == 0
+    assert "wrote" in capsys.readouterr().out and page.stat().st_size > 100_000
+    assert main(["hub", "verify", "attn-only-2l", "--hub", hub]) == 0
+    assert "files verified" in capsys.readouterr().out
+
+
+def test_missing_hub_directory_is_a_one_line_error(tmp_path, capsys):
+    for argv in (["hub", "ls"], ["evaluate", "r"], ["ablate", "r"], ["report", "--runs", "r"]):
+        assert main(argv + ["--hub", str(tmp_path / "nope")]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "nope" in err, (argv, err)
+
+
+def test_ctrl_c_exits_130_with_a_resume_hint(monkeypatch, capsys):
+    from induction_lens.cli import presets
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(presets, "run", interrupted)
+    assert main(["presets"]) == 130
+    assert "--resume" in capsys.readouterr().err

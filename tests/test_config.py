@@ -78,7 +78,7 @@ def test_learning_rate_and_weight_decay_schedules():
 @pytest.mark.parametrize(("source", "expected"), [
     ("synthetic", DataSpec()),
     ("synthetic:zipf", DataSpec(distribution="zipf")),
-    ("hf:NeelNanda/pile-10k", DataSpec(source="hub", name="NeelNanda/pile-10k")),
+    ("hf:NeelNanda/pile-10k", DataSpec(source="huggingface", name="NeelNanda/pile-10k")),
     ("files:a.txt,b.parquet", DataSpec(source="files", files=("a.txt", "b.parquet"))),
     ("shakespeare", DataSpec(source="shakespeare")),
 ])
@@ -86,7 +86,8 @@ def test_data_spec_parse(source, expected):
     assert DataSpec.parse(source) == expected
 
 
-@pytest.mark.parametrize("source", ["synthetic:gauss", "hf:", "files:", "wikipedia", "shakespeare:x"])
+@pytest.mark.parametrize("source", ["synthetic:gauss", "hf:", "files:", "wikipedia",
+                                    "shakespeare:x"])
 def test_data_spec_parse_rejects_bad_sources(source):
     with pytest.raises(ConfigError, match="--data"):
         DataSpec.parse(source)
@@ -94,7 +95,7 @@ def test_data_spec_parse_rejects_bad_sources(source):
 
 def test_data_spec_requires_fields_for_source():
     with pytest.raises(ConfigError, match="name"):
-        DataSpec(source="hub")
+        DataSpec(source="huggingface")
     with pytest.raises(ConfigError, match="files"):
         DataSpec(source="files")
     with pytest.raises(ConfigError, match="min_segment"):
@@ -122,3 +123,10 @@ def test_unknown_preset_and_scale():
     # TypeError: under the tests' runtime type checking, the Literal annotation rejects it first
     with pytest.raises((ConfigError, TypeError), match="scale"):
         get_preset("attn-only-1l", "huge")  # type: ignore[arg-type]
+
+
+def test_the_legacy_hub_source_means_huggingface():
+    """Runs stored before the rename say source "hub" (the HuggingFace hub, not our hub)."""
+    spec = DataSpec.from_dict({"source": "hub", "name": "NeelNanda/pile-10k"})
+    assert spec.source == "huggingface" and spec == DataSpec(source="huggingface",
+                                                             name="NeelNanda/pile-10k")

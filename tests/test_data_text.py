@@ -26,7 +26,7 @@ from induction_lens.data import text as text_mod
 from induction_lens.data.text import (
     DataError,
     DownloadError,
-    HubOfflineError,
+    HuggingFaceOfflineError,
     TextCorpus,
     encode_documents,
     gpt2_tokenizer,
@@ -136,10 +136,10 @@ def test_hub_source_reads_a_local_dataset_directory(tmp_path):
     docs = [make_text(s, 8) for s in range(10)]
     pd.DataFrame({"text": docs, "n": range(10)}).to_parquet(root / "train.parquet")
     kw = dict(d_vocab=D_VOCAB, n_ctx=N_CTX, cache_dir=tmp_path / "cache")
-    full = TextCorpus(DataSpec(source="hub", name=str(root)), **kw)
-    part = TextCorpus(DataSpec(source="hub", name=str(root), max_documents=3), **kw)
-    stream = TextCorpus(DataSpec(source="hub", name=str(root), streaming=True, max_documents=3),
-                        **kw)
+    full = TextCorpus(DataSpec(source="huggingface", name=str(root)), **kw)
+    part = TextCorpus(DataSpec(source="huggingface", name=str(root), max_documents=3), **kw)
+    stream = TextCorpus(DataSpec(source="huggingface", name=str(root), streaming=True,
+                                 max_documents=3), **kw)
     assert full.meta["n_documents"] == 10 and part.meta["n_documents"] == 3
     assert stream.meta["n_documents"] == 3
     # Streaming the first 3 rows gives the same documents, hence the same tokenizer and chunks.
@@ -165,8 +165,8 @@ def test_online_hub_calls_load_dataset_as_documented(tmp_path, monkeypatch, stre
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(text_mod, "hub_reachable", lambda *a: True)
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    spec = DataSpec(source="hub", name="someone/corpus", config_name="en", split="validation",
-                    text_column="content", streaming=streaming, max_documents=5,
+    spec = DataSpec(source="huggingface", name="someone/corpus", config_name="en",
+                    split="validation", text_column="content", streaming=streaming, max_documents=5,
                     revision="v1.0")
     c = TextCorpus(spec, d_vocab=D_VOCAB, n_ctx=N_CTX, cache_dir=tmp_path)
     assert calls == [("someone/corpus", "en", {"split": "validation", "streaming": streaming,
@@ -185,8 +185,8 @@ def test_online_hub_unknown_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(text_mod, "_hub_offline_flag", lambda: False)
     monkeypatch.setattr(datasets, "load_dataset", not_found)
     with pytest.raises(DataError, match="doesn't exist; check the name"):
-        TextCorpus(DataSpec(source="hub", name="someone/typo"), d_vocab=D_VOCAB, n_ctx=N_CTX,
-                   cache_dir=tmp_path)
+        TextCorpus(DataSpec(source="huggingface", name="someone/typo"), d_vocab=D_VOCAB,
+                   n_ctx=N_CTX, cache_dir=tmp_path)
 
 
 def test_make_corpus_dispatches_natural_text(tmp_path, corpus_file):
@@ -349,12 +349,12 @@ def test_edited_file_is_a_new_corpus(tmp_path, corpus_file, corpus):
 # ----------------------------------------------------------------------------- the hub, offline
 @pytest.fixture
 def missing_hub_dataset():
-    return DataSpec(source="hub", name="induction-lens-tests/no-such-dataset")
+    return DataSpec(source="huggingface", name="induction-lens-tests/no-such-dataset")
 
 
 def _assert_fails_fast_offline(spec: DataSpec, tmp_path, bound_s: float = 15.0) -> str:
     t0 = time.perf_counter()
-    with pytest.raises(HubOfflineError) as info:
+    with pytest.raises(HuggingFaceOfflineError) as info:
         TextCorpus(spec, d_vocab=D_VOCAB, n_ctx=N_CTX, cache_dir=tmp_path / "cache")
     elapsed = time.perf_counter() - t0
     message = str(info.value)
@@ -416,7 +416,7 @@ def test_this_machine_fails_fast_when_offline(tmp_path, missing_hub_dataset):
 # ----------------------------------------------------------------------------- bad inputs
 def test_errors_are_config_errors_the_cli_reports():
     assert issubclass(DataError, ConfigError)
-    assert issubclass(HubOfflineError, DataError) and issubclass(DownloadError, DataError)
+    assert issubclass(HuggingFaceOfflineError, DataError) and issubclass(DownloadError, DataError)
 
 
 def test_missing_file(tmp_path):
@@ -493,7 +493,7 @@ def test_bad_tokenizer_files(tmp_path, corpus_file):
 
 def test_streaming_needs_max_documents(tmp_path):
     with pytest.raises(ConfigError, match="max_documents"):
-        TextCorpus(DataSpec(source="hub", name="NeelNanda/pile-10k", streaming=True),
+        TextCorpus(DataSpec(source="huggingface", name="NeelNanda/pile-10k", streaming=True),
                    d_vocab=D_VOCAB, n_ctx=N_CTX, cache_dir=tmp_path)
 
 

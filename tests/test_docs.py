@@ -66,8 +66,8 @@ MAIN_PAGES = {
     "hub/": 0,
     "cli/": 0,
     "api/": 0,
-    "api/induction_lens.evals.heads/": 0,
-    "api/induction_lens.plots/": 0,
+    "api/induction_lens.measures.heads/": 0,
+    "api/induction_lens.viz/": 0,
 }
 
 
@@ -391,7 +391,7 @@ def test_sphinx_roles_become_links_or_code():
     text = roles.convert(":func:`head_scores` and :func:`~induction_lens.data.repeated_tokens`, "
                          ":func:`_direct_logits`, :mod:`nowhere.at_all`, the \"[A][B]\" rule, "
                          "``[A][B]`` in code", heads, pkg.modules_collection)
-    assert "[`head_scores`][induction_lens.evals.heads.head_scores]" in text
+    assert "[`head_scores`][induction_lens.measures.heads.head_scores]" in text
     assert "[`repeated_tokens`][induction_lens.data.repeated_tokens]" in text
     assert "`_direct_logits`" in text and "[`_direct_logits`]" not in text  # private: code only
     assert "`nowhere.at_all`" in text

@@ -7,19 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
+from induction_lens.analysis.generality import copying_summary, strongest_induction_head
 from induction_lens.data.tasks import pattern_matching_task, tokenize_task
-from induction_lens.evals.common import EvalError
-from induction_lens.evals.generality import (
+from induction_lens.measures._checks import EvalError
+from induction_lens.measures.generality import (
     COPYING_METRICS,
     TASK_METRICS,
-    copying_summary,
     head_attribution,
     induction_mask,
     literal_copying,
     pattern_attention_scores,
     pattern_task_scores,
-    strongest_induction_head,
 )
+
 from .conftest import tiny_spec
 from .test_tasks import word_tokenizer
 
@@ -253,8 +253,8 @@ def test_pattern_task_scores_bad_input(model):
 
 
 def _scores(rows):
-    return pd.DataFrame([{"layer": l, "head": h, "metric": m, "value": v}
-                         for l, h, m, v in rows])
+    return pd.DataFrame([{"layer": layer, "head": h, "metric": m, "value": v}
+                         for layer, h, m, v in rows])
 
 
 def test_strongest_induction_head_prefers_copying_prefix_matchers():

@@ -11,12 +11,12 @@ from transformer_lens.head_detector import (
     get_previous_token_head_detection_pattern,
 )
 
+from induction_lens.analysis.heads import classify_heads
 from induction_lens.constants import BOS_TOKEN_ID
 from induction_lens.data import evaluator_token_pool, repeated_tokens
-from induction_lens.evals.common import EvalError
-from induction_lens.evals.heads import (
+from induction_lens.measures._checks import EvalError
+from induction_lens.measures.heads import (
     HEAD_METRICS,
-    classify_heads,
     copying_scores,
     head_scores,
     induction_targets,
@@ -359,7 +359,7 @@ def test_classify_heads_thresholds():
 
 
 def test_classify_heads_groups_by_step_and_rejects_bad_frames():
-    rows = [{"run": "r", "step": s, "tokens": s, "layer": 0, "head": 0,
+    rows = [{"run": "r", "step": s, "train_tokens": s, "layer": 0, "head": 0,
              "metric": "prefix_matching", "value": v} for s, v in ((0, 0.0), (100, 0.8))]
     types = classify_heads(pd.DataFrame(rows))
     assert types["head_type"].tolist() == ["other", "induction"]

@@ -1,11 +1,13 @@
 """The local hub: round trips, integrity, no pickles, locking, crash safety."""
 
+import hashlib
 import json
 import multiprocessing as mp
 import pickle
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -24,7 +26,7 @@ TINY_TRAIN = TrainConfig(steps=6, batch_size=2, checkpoint_every=2, warmup_steps
 def tiny_run(root, run="r", steps=6, **train_kwargs):
     cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": steps,
                                                 **train_kwargs}), TINY_DATA)
-    return train(cfg, hub=root, run=run, progress=False)
+    return train(cfg, hub=root, run=run, progress=False, device="cpu")
 
 
 def test_train_and_round_trip_weights(tmp_path):
@@ -59,7 +61,7 @@ def test_only_newest_checkpoint_keeps_optimizer_state(tmp_path):
 
 def test_smeared_alphas_survive_the_hub(tmp_path):
     cfg = RunConfig(tiny_spec(smeared_keys=True), TINY_TRAIN, TINY_DATA)
-    result = train(cfg, hub=tmp_path, run="s", progress=False)
+    result = train(cfg, hub=tmp_path, run="s", progress=False, device="cpu")
     alpha = result.model.blocks[1].attn.smear_alpha
     assert alpha.abs().sum() > 0  # trained away from its initial 0
     loaded = Hub(tmp_path).load_model("s")
@@ -134,7 +136,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     straight = tiny_run(tmp_path / "a", steps=8).model
     tiny_run(tmp_path / "b", steps=4)
     cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": 8}), TINY_DATA)
-    resumed = train(cfg, hub=tmp_path / "b", run="r", resume=True, progress=False)
+    resumed = train(cfg, hub=tmp_path / "b", run="r", resume=True, progress=False, device="cpu")
     for (name, a), b in zip(straight.state_dict().items(), resumed.model.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), name
@@ -142,63 +144,53 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
 
 
 def test_crash_between_weights_and_manifest_leaves_a_consistent_run(tmp_path, monkeypatch):
-    tiny_run(tmp_path, steps=4)
+    """The manifest write alone fails while checkpoint 4 of 6 is saved (its weights, optimizer
+    state and staged log are already on disk): the run stays at step 2, the new files are
+    orphans, and resuming removes them and ends equal to an uninterrupted run."""
     import induction_lens.hub as hub_module
 
-    def crash(*args, **kwargs):
-        raise OSError("disk vanished")
+    real_write = hub_module.atomic_write_bytes
+    failed = []
 
-    cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": 6}), TINY_DATA)
-    monkeypatch.setattr(hub_module, "atomic_write_json", crash)
+    def failing_manifest_write(path, data):
+        steps = [e["step"] for e in json.loads(data)["checkpoints"]] \
+            if path.name == C.MANIFEST else []
+        if steps and max(steps) == 4:
+            failed.append(path)
+            raise OSError("disk vanished")
+        return real_write(path, data)
+
+    monkeypatch.setattr(hub_module, "atomic_write_bytes", failing_manifest_write)
     with pytest.raises(OSError, match="disk vanished"):
-        train(cfg, hub=tmp_path, run="r", resume=True, progress=False)
+        tiny_run(tmp_path, steps=6)
     monkeypatch.undo()
-    hub = Hub(tmp_path)
-    assert hub.checkpoints("r")["step"].tolist() == [0, 2, 4]
-    train(cfg, hub=tmp_path, run="r", resume=True, progress=False)
+    assert len(failed) == 1
+    hub, run_dir = Hub(tmp_path), tmp_path / "r"
+    assert hub.checkpoints("r")["step"].tolist() == [0, 2]
+    assert hub.log("r")["step"].tolist() == [1, 2]  # the log of step 4 was never committed
+    orphans = {C.checkpoint_name(4), C.optimizer_name(4)}
+    assert all((run_dir / name).is_file() for name in orphans)
+    assert (run_dir / f".{C.TRAIN_LOG}{C.STAGED_SUFFIX}").is_file()  # staged, not listed
+    listed = {e.weights for e in hub.manifest("r")} | {e.optimizer for e in hub.manifest("r")}
+    assert not orphans & listed
+    hub.verify("r")  # everything listed is complete
+    cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": 6}), TINY_DATA)
+    hub.open_run("r", cfg, resume=True).close()  # opening for writing removes the orphans
+    assert not any((run_dir / name).exists() for name in orphans)
+    assert not (run_dir / f".{C.TRAIN_LOG}{C.STAGED_SUFFIX}").exists()
+    assert hub.checkpoints("r")["step"].tolist() == [0, 2]
+    resumed = train(cfg, hub=tmp_path, run="r", resume=True, progress=False, device="cpu")
     assert hub.checkpoints("r")["step"].tolist() == [0, 2, 4, 6]
-
-
-KILL_SCRIPT = textwrap.dedent("""
-    import sys
-    from induction_lens.config import ModelSpec, RunConfig, TrainConfig
-    from induction_lens.train import train
-    spec = ModelSpec(n_layers=2, d_model=64, n_heads=4, d_head=16, n_ctx=64, d_vocab=128)
-    cfg = RunConfig(spec, TrainConfig(steps=int(sys.argv[3]), batch_size=8, checkpoint_every=5))
-    train(cfg, hub=sys.argv[1], run="k", resume=sys.argv[2] == "1", progress=False)
-""")
-
-
-@pytest.mark.slow
-def test_sigkill_during_training_then_resume_matches_uninterrupted(tmp_path):
-    import time
-
-    steps = 400
-    script = tmp_path / "worker.py"
-    script.write_text(KILL_SCRIPT)
-    hub_dir = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(script), str(hub_dir), "0", str(steps)])
-    manifest = hub_dir / "k" / C.MANIFEST
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if manifest.exists() and len(json.loads(manifest.read_text())["checkpoints"]) >= 4:
-            break
-        time.sleep(0.05)
-    proc.kill()  # SIGKILL
-    proc.wait()
-    hub = Hub(hub_dir)
-    done = hub.checkpoints("k")["step"].tolist()
-    assert done and done[-1] < steps, "the worker finished before it could be killed"
-    for step in done:  # everything the manifest lists is complete and verified
-        hub.load_state_dict("k", step)
-    subprocess.run([sys.executable, str(script), str(hub_dir), "1", str(steps)], check=True)
-    subprocess.run([sys.executable, str(script), str(tmp_path / "clean"), "0", str(steps)],
-                   check=True)
-    resumed = hub.load_state_dict("k")
-    clean = Hub(tmp_path / "clean").load_state_dict("k")
-    differing = [name for name in clean if not torch.equal(resumed[name], clean[name])]
-    assert not differing, f"resumed run differs from the uninterrupted one in {differing}"
-    assert not list((hub_dir / "k").rglob("*.tmp"))
+    straight = tiny_run(tmp_path / "straight", steps=6)
+    log, straight_log = hub.log("r"), straight.log
+    assert log["step"].tolist() == list(range(1, 7))  # continuous: no gap, no repeat
+    assert log["loss"].tolist() == straight_log["loss"].tolist()
+    assert log["lr"].tolist() == straight_log["lr"].tolist()
+    for (name, a), b in zip(straight.model.state_dict().items(),
+                            resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    reloaded = hub.load_state_dict("r")
+    assert all(torch.equal(reloaded[k], v) for k, v in straight.model.state_dict().items())
 
 
 def test_second_writer_of_the_same_run_is_refused(tmp_path):
@@ -209,9 +201,49 @@ def test_second_writer_of_the_same_run_is_refused(tmp_path):
             RunWriter(hub, "r", cfg, resume=True)
 
 
+HOLDER_SCRIPT = textwrap.dedent("""
+    import sys
+    from induction_lens.config import DataSpec, ModelSpec, RunConfig, TrainConfig
+    from induction_lens.hub import Hub
+    spec = ModelSpec(n_layers=2, d_model=32, n_heads=4, d_head=8, n_ctx=24, d_vocab=50)
+    cfg = RunConfig(spec, TrainConfig(steps=6, batch_size=2, checkpoint_every=2,
+                                      warmup_steps=2), DataSpec(min_segment=4, max_segment=8))
+    with Hub(sys.argv[1]).open_run("r", cfg, resume=True):
+        print("holding", flush=True)
+        sys.stdin.read()  # until the test closes our stdin (or kills us)
+""")
+
+
+@pytest.mark.slow
+def test_second_writer_process_is_refused_at_once(tmp_path):
+    """A real process holds run 'r': writing it from here fails within a second, naming the
+    lock; writing another run of the same hub meanwhile succeeds; once the holder is killed
+    (SIGKILL: the OS drops its lock) the run can be resumed."""
+    tiny_run(tmp_path, steps=2)
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER_SCRIPT)
+    holder = subprocess.Popen([sys.executable, str(script), str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        cfg = RunConfig(tiny_spec(), TrainConfig(**{**TINY_TRAIN.__dict__, "steps": 4}),
+                        TINY_DATA)
+        t0 = time.perf_counter()
+        with pytest.raises(HubError, match=r"run 'r' is being written by another process"):
+            train(cfg, hub=tmp_path, run="r", resume=True, progress=False, device="cpu")
+        assert time.perf_counter() - t0 < 2.0  # refused at once, not after a wait
+        tiny_run(tmp_path, run="other", steps=2)  # another run of the hub is free
+    finally:
+        holder.kill()
+        holder.wait()
+    train(cfg, hub=tmp_path, run="r", resume=True, progress=False, device="cpu")
+    assert Hub(tmp_path).checkpoints("r")["step"].tolist() == [0, 2, 4]
+    assert Hub(tmp_path).runs() == ["other", "r"]
+
+
 def _train_worker(root: str, run: str) -> None:
     cfg = RunConfig(tiny_spec(), TrainConfig(steps=20, batch_size=2, checkpoint_every=2), TINY_DATA)
-    train(cfg, hub=root, run=run, progress=False)
+    train(cfg, hub=root, run=run, progress=False, device="cpu")
 
 
 @pytest.mark.slow
@@ -253,7 +285,13 @@ def test_state_dict_must_fit_the_spec(tmp_path):
     tiny_run(tmp_path, steps=2)
     info = json.loads((tmp_path / "r" / C.RUN_CONFIG).read_text())
     info["config"]["model"]["smeared_keys"] = True
-    (tmp_path / "r" / C.RUN_CONFIG).write_text(json.dumps(info))
+    edited = json.dumps(info).encode()
+    (tmp_path / "r" / C.RUN_CONFIG).write_bytes(edited)
+    with pytest.raises(HubError, match="run.json is corrupted"):  # an edit must be recorded
+        Hub(tmp_path).load_model("r")
+    manifest = json.loads((tmp_path / "r" / C.MANIFEST).read_text())
+    manifest["files"][C.RUN_CONFIG] = hashlib.sha256(edited).hexdigest()
+    atomic_write_json(tmp_path / "r" / C.MANIFEST, manifest)
     with pytest.raises(HubError, match="does not fit its model spec"):
         Hub(tmp_path).load_model("r")
 

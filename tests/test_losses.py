@@ -9,15 +9,13 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import TypeCheckError
 
-from induction_lens.evals.common import EvalError
-from induction_lens.evals.losses import (
+from induction_lens.analysis.losses import loss_by_context, loss_log_derivative, per_token_loss_pca
+from induction_lens.measures._checks import EvalError
+from induction_lens.measures.losses import (
     ICL_PAPER_INDICES,
     icl_indices,
     icl_score,
-    loss_by_context,
-    loss_log_derivative,
     losses_at,
-    per_token_loss_pca,
     per_token_losses,
     random_token_indices,
     summarise_losses,
@@ -197,7 +195,7 @@ def test_bad_inputs_give_one_line_errors(tiny_model, tokens, call, message):
 
 # ----------------------------------------------------------------------------- views
 def context_frame(runs=("a",), steps=(0, 10), n_pos=20, fn=lambda step, i: 5 - np.log(i)):
-    rows = [{"run": r, "step": s, "tokens": 100 * s, "metric": "loss_by_position",
+    rows = [{"run": r, "step": s, "train_tokens": 100 * s, "metric": "loss_by_position",
              "position": i, "value": fn(s, i)}
             for r in runs for s in steps for i in range(1, n_pos)]
     return pd.DataFrame(rows)
@@ -207,7 +205,7 @@ def test_loss_by_context_and_log_derivative_of_a_log_law():
     # loss = a - b ln(i) has derivative -b wrt ln(i) everywhere; np.gradient is exact on it.
     frame = context_frame(fn=lambda step, i: 5.0 - (0.1 + 0.01 * step) * np.log(i))
     table = loss_by_context(frame)
-    assert list(table.columns) == ["run", "step", "tokens", "position", "value"]
+    assert list(table.columns) == ["run", "step", "train_tokens", "position", "value"]
     assert len(table) == 2 * 19
     deriv = loss_log_derivative(frame)
     for step, b in ((0, 0.1), (10, 0.2)):
@@ -222,7 +220,8 @@ def test_views_need_the_right_rows():
 
 
 def example_frame(run, steps, vectors):
-    return pd.DataFrame([{"run": run, "step": s, "tokens": 10 * s, "metric": "loss_per_example",
+    return pd.DataFrame([{"run": run, "step": s, "train_tokens": 10 * s,
+                          "metric": "loss_per_example",
                           "example": k, "position": 1, "value": v[k]}
                          for s, v in zip(steps, vectors, strict=True) for k in range(len(v))])
 
@@ -237,7 +236,7 @@ def test_pca_recovers_known_directions_in_one_shared_basis():
     run_b = [base + 1.0 * ti * w for ti in t]  # moves along w (small)
     frame = pd.concat([example_frame("a", steps, run_a), example_frame("b", steps, run_b)])
     pca = per_token_loss_pca(frame)
-    assert list(pca.columns) == ["run", "step", "tokens", "pc1", "pc2",
+    assert list(pca.columns) == ["run", "step", "train_tokens", "pc1", "pc2",
                                  "explained_variance_pc1", "explained_variance_pc2"]
     # Reference: eigenvectors of the covariance of the centred matrix.
     x = np.array(run_a + run_b)

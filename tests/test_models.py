@@ -70,7 +70,7 @@ def test_hooking_the_pattern_uses_the_reference_path():
 def test_build_model_is_deterministic_and_seeded():
     a, b = build_model(tiny_spec(), seed=3), build_model(tiny_spec(), seed=3)
     c = build_model(tiny_spec(), seed=4)
-    for (name, x), y, z in zip(a.state_dict().items(), b.state_dict().values(),
+    for (name, x), y, _z in zip(a.state_dict().items(), b.state_dict().values(),
                                c.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
     assert not torch.equal(a.W_Q, c.W_Q)
@@ -127,7 +127,8 @@ def test_smear_alpha_is_a_trained_parameter_in_the_state_dict():
 def test_smeared_model_refuses_kv_cache():
     model = build_model(tiny_spec(smeared_keys=True), seed=0)
     with pytest.raises(ValueError, match="use_past_kv_cache=False"):
-        model.generate(torch.randint(1, 50, (1, 4)), max_new_tokens=2, use_past_kv_cache=True, stop_at_eos=False,
+        model.generate(torch.randint(1, 50, (1, 4)), max_new_tokens=2, use_past_kv_cache=True,
+                       stop_at_eos=False,
                        verbose=False)
     out = model.generate(torch.randint(1, 50, (1, 4)), max_new_tokens=2,
                          use_past_kv_cache=False, stop_at_eos=False, verbose=False)
@@ -137,8 +138,8 @@ def test_smeared_model_refuses_kv_cache():
 def test_key_bias_is_frozen_because_the_softmax_cancels_it():
     """A key bias shifts every score of a query equally; it is frozen so Adam cannot walk it
     on rounding noise (which made resumed runs differ from uninterrupted ones)."""
-    from induction_lens.train import make_optimizer
     from induction_lens.config import TrainConfig
+    from induction_lens.train import make_optimizer
 
     model = build_model(tiny_spec(smeared_keys=True), seed=0)
     tokens = torch.randint(0, 50, (2, 24))

@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from induction_lens.evals.common import EvalError
-from induction_lens.evals.phases import (
+from induction_lens.analysis.phases import (
     SIGNAL_PARAMS,
     DetectionParams,
     PhaseWindow,
@@ -17,6 +16,7 @@ from induction_lens.evals.phases import (
     phase_changes,
     signal_curve,
 )
+from induction_lens.measures._checks import EvalError
 
 from .test_losses import clear_error
 
@@ -30,7 +30,7 @@ def logistic(x, centre, width):
 
 
 def frame_of(run, values, metric="icl_score", steps=STEPS):
-    return pd.DataFrame({"run": run, "step": steps, "tokens": steps * TOKENS_PER_STEP,
+    return pd.DataFrame({"run": run, "step": steps, "train_tokens": steps * TOKENS_PER_STEP,
                          "metric": metric, "value": values})
 
 
@@ -117,9 +117,9 @@ def test_convex_loss_curve_and_linear_decrease_have_no_bump():
 
 
 def test_loss_signal_prefers_the_mean_over_every_token():
-    rows = [{"run": "r", "step": s, "tokens": 10 * s, "metric": "loss_by_position",
+    rows = [{"run": "r", "step": s, "train_tokens": 10 * s, "metric": "loss_by_position",
              "position": i, "value": float(s + i)} for s in (1, 2) for i in (1, 2, 3)]
-    rows += [{"run": "r", "step": s, "tokens": 10 * s, "metric": "loss", "value": 99.0}
+    rows += [{"run": "r", "step": s, "train_tokens": 10 * s, "metric": "loss", "value": 99.0}
              for s in (1, 2)]
     curve = signal_curve(pd.DataFrame(rows), "loss")
     assert curve["value"].tolist() == [3.0, 4.0]  # mean of positions, not the 'loss' rows

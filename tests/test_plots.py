@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from induction_lens import plots
-from induction_lens.evals.circuits import spearman
-from induction_lens.evals.common import tidy
-from induction_lens.evals.losses import loss_log_derivative, per_token_loss_pca
-from induction_lens.evals.phases import PhaseWindow
-from induction_lens.plots import PlotError
+from induction_lens.analysis.circuits import spearman
+from induction_lens.analysis.losses import loss_log_derivative, per_token_loss_pca
+from induction_lens.analysis.phases import PhaseWindow
+from induction_lens.frame import tidy
+from induction_lens.viz import PlotError
 
 STEPS = [0, 10, 20, 30, 40, 50]
 TOKENS_PER_STEP = 1000
@@ -33,7 +33,7 @@ def make_frame(runs=("a", "b"), n_layers: int = 2, n_heads: int = 2) -> pd.DataF
     for r_i, run in enumerate(runs):
         for step in STEPS:
             tok = step * TOKENS_PER_STEP
-            common = dict(run=run, step=step, tokens=tok)
+            common = dict(run=run, step=step, train_tokens=tok)
             rows.append({**common, "metric": "loss", "value": 6.0 - 0.05 * step - r_i})
             rows.append({**common, "metric": "icl_score", "value": -0.01 * step - 0.1 * r_i})
             for pos in POSITIONS:
@@ -207,9 +207,9 @@ def _ablation_frame() -> pd.DataFrame:
         for layer in range(2):
             for head in range(2):
                 for name, sign in (("icl_score_delta", 1), ("before_after_projection", -1)):
-                    rows.append(dict(run="a", step=step, tokens=step * TOKENS_PER_STEP,
+                    rows.append(dict(run="a", step=step, train_tokens=step * TOKENS_PER_STEP,
                                      layer=layer, head=head,
-                                     metric=f"ablation_pattern_{name}",
+                                     metric=name, kind="pattern",
                                      value=sign * (0.01 * step * layer + 0.001 * head)))
     return tidy(pd.DataFrame(rows))
 
@@ -231,9 +231,11 @@ def test_ablation_attribution_coloured_by_head_type():
     (l1h0,) = [t for t in fig.data if "L1H0" in t.hovertemplate]
     np.testing.assert_allclose(l1h0.y, [-0.01 * s for s in STEPS[1:]])
     assert "before/after" in fig.layout.yaxis.title.text
-    # the same through types= and the full metric name
-    fig2 = plots.ablation_attribution(_ablation_frame(), metric="ablation_pattern_icl_score_delta",
-                                      types=TYPES)
+    # the same through types=; rows of another kind are not drawn
+    other_kind = _ablation_frame().assign(kind="full", value=99.0)
+    fig2 = plots.ablation_attribution(pd.concat([_ablation_frame(), other_kind]),
+                                      metric="icl_score_delta", types=TYPES)
+    assert all(99.0 not in list(t.y) for t in fig2.data)
     assert {t.legendgroup for t in fig2.data} == {"previous_token", "other", "induction"}
     assert "ICL score" in fig2.layout.yaxis.title.text
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from induction_lens.evals.sweep import EvalSettings
+from induction_lens.cli import report as cli_report
 from induction_lens.hub import Hub
-from induction_lens.report import ROWS, ReportError, add_report_parser, build_report
+from induction_lens.runs.evaluate import EvalSettings
+from induction_lens.viz.report import ROWS, ReportError, build_report
 
 RUNS = ("tiny-1l", "tiny-2l")
 SETTINGS = EvalSettings(n_examples=32)
@@ -76,7 +77,7 @@ def test_report_is_one_self_contained_page_with_every_row(built, tiny_hub):
 def test_second_build_reuses_the_cached_evaluations(built, tiny_hub, tmp_path):
     before = _eval_files(tiny_hub)
     assert {p.name for p in before} >= {"losses.parquet", "prefix_matching.parquet",
-                                        "qk_trace.parquet", "ablations_pattern.parquet"}
+                                        "qk_trace.parquet", "ablation_pattern.parquet"}
     again = build_report(tiny_hub, list(RUNS), tmp_path / "again.html", settings=SETTINGS,
                          ablations="yes")
     assert _eval_files(tiny_hub) == before  # nothing re-evaluated, nothing rewritten
@@ -130,7 +131,7 @@ def test_report_errors_are_one_line(tiny_hub, tmp_path):
 @pytest.mark.slow
 def test_report_command(built, tiny_hub, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    add_report_parser(parser.add_subparsers())
+    cli_report.add_parser(parser.add_subparsers())
     out = tmp_path / "cli.html"
     args = parser.parse_args(["report", "--hub", str(tiny_hub.root), "--runs", *RUNS,
                               "--out", str(out), "--n-examples", "32", "-q"])

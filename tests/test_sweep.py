@@ -10,26 +10,20 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from induction_lens.analysis.phases import co_occurrence, detect_phase_change, phase_changes
+from induction_lens.analysis.summary import checkpoint_summary
+from induction_lens.cli import evaluate as cli_evaluate
 from induction_lens.config import RunConfig, TrainConfig
-from induction_lens.evals import sweep
-from induction_lens.evals.common import TIDY_COLUMNS, EvalError
-from induction_lens.evals.heads import prefix_matching_scores
-from induction_lens.evals.losses import icl_score
-from induction_lens.evals.phases import (
-    co_occurrence,
-    detect_phase_change,
-    detect_phase_window,
-    phase_changes,
-)
-from induction_lens.evals.sweep import (
-    EvalSettings,
-    cache_path,
-    checkpoint_summary,
-    evaluate_model,
-    evaluate_run,
-    register_metric,
-)
+from induction_lens.frame import TIDY_COLUMNS
 from induction_lens.hub import Hub, HubError
+from induction_lens.measures._checks import EvalError
+from induction_lens.measures.heads import prefix_matching_scores
+from induction_lens.measures.losses import icl_score
+from induction_lens.runs import context as runs_context
+from induction_lens.runs import registry as runs_registry
+from induction_lens.runs.evaluate import EvalSettings, cache_path, evaluate_model, evaluate_run
+from induction_lens.runs.phases import detect_phase_window
+from induction_lens.runs.registry import register_metric
 from induction_lens.train import train
 
 from .conftest import TINY_DATA, tiny_spec
@@ -56,8 +50,8 @@ def tiny_hub(tiny_source, tmp_path):
 @pytest.fixture
 def registry(monkeypatch):
     """A private copy of the registry, so tests can register metrics freely."""
-    monkeypatch.setattr(sweep, "METRICS", dict(sweep.METRICS))
-    return sweep.METRICS
+    monkeypatch.setattr(runs_registry, "METRICS", dict(runs_registry.METRICS))
+    return runs_registry.METRICS
 
 
 @pytest.fixture
@@ -132,7 +126,7 @@ def test_evaluate_model_tidy_frame(tiny_model):
 def test_evaluate_run_without_cache_writes_nothing(tiny_hub):
     frame = evaluate_run(tiny_hub, "tiny", settings=TINY_SETTINGS, cache=False, progress=False)
     assert sorted(frame["step"].unique()) == [0, 2, 4, 6]
-    assert (frame["tokens"] == frame["step"] * 2 * 24).all()
+    assert (frame["train_tokens"] == frame["step"] * 2 * 24).all()
     assert (frame["run"] == "tiny").all()
     assert tuple(frame.columns) == TIDY_COLUMNS
     assert str(frame["layer"].dtype) == "Int64" and str(frame["value"].dtype) == "float64"
@@ -255,7 +249,7 @@ def test_detect_phase_window_is_the_sweep_plus_detection(tiny_hub):
 # ----------------------------------------------------------------------------- CLI
 def test_cli_evaluate_writes_parquet_and_prints_windows(tiny_hub, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    sweep.add_evaluate_parser(parser.add_subparsers())
+    cli_evaluate.add_parser(parser.add_subparsers())
     out = tmp_path / "all.parquet"
     args = parser.parse_args(["evaluate", "tiny", "--hub", str(tiny_hub.root), "--metrics",
                               "losses", "--n-examples", "8", "--out", str(out), "-q"])
@@ -313,7 +307,20 @@ def test_sweep_values_equal_single_model_evaluators(trained_hub, trained_evals):
     tokens = trained_hub.corpus(run).eval_tokens(256)
     assert at[at["metric"] == "icl_score"]["value"].item() == pytest.approx(
         icl_score(model, tokens), abs=1e-5)
-    ctx = sweep.EvalContext.from_hub(trained_hub, run, EvalSettings(n_examples=256))
+    ctx = runs_context.EvalContext.from_hub(trained_hub, run, EvalSettings(n_examples=256))
     prefix = prefix_matching_scores(model, ctx.repeated_tokens).flatten()
     got = at[at["metric"] == "prefix_matching"].sort_values(["layer", "head"])["value"]
     assert torch.allclose(torch.tensor(got.to_numpy()).float(), prefix, atol=1e-5)
+
+
+def test_a_row_name_selects_its_metric_and_only_those_rows(tiny_hub):
+    """``icl_score`` is a row of the ``losses`` metric: asking for it computes ``losses`` and
+    returns its ``icl_score`` rows; a registry name returns every row it writes."""
+    settings = EvalSettings(n_examples=8)
+    rows = evaluate_run(tiny_hub, "tiny", metrics="icl_score", settings=settings, progress=False)
+    full = evaluate_run(tiny_hub, "tiny", metrics="losses", settings=settings, progress=False)
+    assert set(rows.metric) == {"icl_score"}
+    assert set(full.metric) == {"loss", "icl_score", "loss_by_position", "loss_per_example"}
+    pd.testing.assert_frame_equal(rows, full[full.metric == "icl_score"].reset_index(drop=True))
+    with pytest.raises(EvalError, match="or a row they write"):
+        evaluate_run(tiny_hub, "tiny", metrics="icl_scores", settings=settings, progress=False)

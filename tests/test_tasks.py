@@ -80,7 +80,8 @@ def test_custom_labels():
 
 @pytest.mark.parametrize("kwargs", [
     {"n_lines": 0}, {"n_lines": 2.5}, {"labels": ("0", "0", "1", "2")},
-    {"labels": ("0", "1", "2")}, {"labels": ("a:b", "1", "2", "3")}, {"labels": ("", "1", "2", "3")},
+    {"labels": ("0", "1", "2")}, {"labels": ("a:b", "1", "2", "3")},
+    {"labels": ("", "1", "2", "3")},
 ])
 def test_bad_task_arguments_are_refused(kwargs):
     with pytest.raises(TaskError):

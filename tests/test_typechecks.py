@@ -1,4 +1,4 @@
-"""The tensor APIs honour their jaxtyping annotations at runtime (STYLE.md item 1).
+"""The tensor APIs honour their jaxtyping annotations at runtime (typed at the API boundary).
 
 The hook (``--jaxtyping-packages=induction_lens,beartype.beartype``) has to be installed before
 ``induction_lens`` is imported, and it makes the ablation and plotting suites several times

@@ -30,7 +30,7 @@ def prefix_matching_targets() -> go.Figure:
     import torch
 
     from induction_lens.constants import BOS_TOKEN_ID
-    from induction_lens.evals.heads import induction_targets
+    from induction_lens.measures.heads import induction_targets
 
     seq = [11, 42, 7, 30, 25]
     tokens = torch.tensor([[BOS_TOKEN_ID] + seq * 3])
@@ -67,7 +67,7 @@ def _icl_like(x: np.ndarray, rng: np.random.Generator, *, step_at: float | None)
 @generator
 def phase_window_demo() -> go.Figure:
     """:func:`fit_window` on a curve with a phase change and on one without (synthetic data)."""
-    from induction_lens.evals.phases import SIGNAL_PARAMS, fit_window
+    from induction_lens.analysis.phases import SIGNAL_PARAMS, fit_window
 
     rng = np.random.default_rng(0)
     steps = np.arange(0, 1001, 25, dtype=float)

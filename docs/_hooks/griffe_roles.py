@@ -1,9 +1,9 @@
 """Griffe extension: turn the Sphinx roles of the package's docstrings into mkdocstrings links.
 
 The docstrings are Google style but cross-reference with Sphinx roles (:func:`head_scores`,
-:data:`~induction_lens.evals.sweep.METRICS`, ...), which Markdown would print literally. This
+:data:`~induction_lens.runs.registry.METRICS`, ...), which Markdown would print literally. This
 extension rewrites each role to an autorefs link,
-``[`head_scores`][induction_lens.evals.heads.head_scores]``, when the name resolves (in the
+``[`head_scores`][induction_lens.measures.heads.head_scores]``, when the name resolves (in the
 scope of the documented object, like Python would) to an object the API reference renders;
 otherwise to plain code (``head_scores``), so an unresolvable or private name never produces a
 broken link (a strict build would fail on one).

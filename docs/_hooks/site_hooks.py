@@ -10,7 +10,7 @@
   ``[[presets-table]]``
       ``induction_lens.list_presets()`` at both scales;
   ``[[metrics-table]]``
-      the metrics registered with ``induction_lens.evals.sweep.register_metric``;
+      the metrics registered with ``induction_lens.runs.registry.register_metric``;
   ``[[docstring DOTTED.PATH]]``
       the description part of a docstring, quoted with a link to its API entry (the concept
       pages quote the definitions they explain instead of paraphrasing them);
@@ -279,15 +279,7 @@ def _indent(text: str, n: int = 4) -> str:
 
 
 def _metrics(arg: str) -> str:
-    import importlib
-    import pkgutil
-
-    import induction_lens.evals as evals_pkg
-
-    for info in pkgutil.iter_modules(evals_pkg.__path__):  # registration happens on import
-        if not info.name.startswith("_"):
-            importlib.import_module(f"induction_lens.evals.{info.name}")
-    from induction_lens.evals.sweep import METRICS
+    from induction_lens.runs import METRICS  # the built-ins are registered on import
 
     lines = ["| Metric | Module | Default | Version | Rows it writes |",
              "| --- | --- | --- | --- | --- |"]

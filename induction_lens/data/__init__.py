@@ -4,6 +4,9 @@ Every corpus follows :class:`Corpus`: a deterministic ``batch(step, batch_size)`
 ``eval_tokens(n)``, ``token_frequencies()`` (used to exclude the most and least common tokens
 from the evaluators' random sequences) and an optional ``tokenizer``. Token id 0 is BOS in
 every corpus, and every example starts with it.
+
+Level: above ``config``/``constants``/``errors``/``io``; below ``hub`` and everything that
+measures. It never imports ``hub``, ``models``, ``measures`` or anything above them.
 """
 
 from pathlib import Path

@@ -21,7 +21,6 @@ from torch import Tensor
 from induction_lens.config import ConfigError, DataSpec
 from induction_lens.constants import BOS_TOKEN_ID
 
-
 _TRAIN_STREAM = 0
 _EVAL_STREAM = 1
 
@@ -45,7 +44,8 @@ class SyntheticCorpus:
         self.d_vocab = d_vocab
         self.n_ctx = n_ctx
         ids = np.arange(1, d_vocab, dtype=np.float64)
-        weights = np.ones_like(ids) if spec.distribution == "uniform" else ids ** -spec.zipf_exponent
+        weights = (np.ones_like(ids) if spec.distribution == "uniform"
+                   else ids ** -spec.zipf_exponent)
         self._probs = np.concatenate([[0.0], weights / weights.sum()])
 
     def token_frequencies(self) -> np.ndarray:

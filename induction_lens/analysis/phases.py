@@ -63,7 +63,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from induction_lens.evals.common import EvalError
+from induction_lens.errors import EvalError
 
 __all__ = [
     "SIGNALS",
@@ -75,7 +75,6 @@ __all__ = [
     "co_occurrence",
     "co_occurrence_table",
     "detect_phase_change",
-    "detect_phase_window",
     "detect_window",
     "fit_window",
     "phase_changes",
@@ -351,13 +350,13 @@ def signal_curve(frame: pd.DataFrame, signal: str, *, run: str | None = None) ->
     rows = frame[frame["metric"] == signal]
     if signal == "loss" and (frame["metric"] == "loss_by_position").any():
         rows = frame[frame["metric"] == "loss_by_position"]
-        return (rows.groupby(["step", "tokens"], as_index=False)["value"].mean()
+        return (rows.groupby(["step", "train_tokens"], as_index=False)["value"].mean()
                 .sort_values("step").reset_index(drop=True))
     if rows.empty:
         needs = "losses" if signal in ("icl_score", "loss") else "prefix_matching"
         raise EvalError(f"the frame has no '{signal}' rows; evaluate the run with the "
                         f"'{needs}' metric")
-    curve = rows.groupby(["step", "tokens"], as_index=False)["value"].max()
+    curve = rows.groupby(["step", "train_tokens"], as_index=False)["value"].max()
     return curve.sort_values("step").reset_index(drop=True)
 
 
@@ -377,7 +376,7 @@ def detect_phase_change(frame: pd.DataFrame, *, signal: str = "icl_score",
     """The phase-change window of one signal of one run, or None if it has none.
 
     Args:
-        frame: a tidy sweep frame (:func:`~induction_lens.evals.sweep.evaluate_run`).
+        frame: a tidy sweep frame (:func:`~induction_lens.runs.evaluate.evaluate_run`).
         signal: "icl_score" (the paper's defining measurement), "prefix_matching" or "loss".
         run: which run, when the frame holds several.
         params: thresholds (default :data:`SIGNAL_PARAMS` of ``signal``).
@@ -385,8 +384,8 @@ def detect_phase_change(frame: pd.DataFrame, *, signal: str = "icl_score",
     params = params if params is not None else SIGNAL_PARAMS[signal]
     curve = signal_curve(frame, signal, run=run)
     if params.log_x:
-        curve = curve[curve["tokens"] > 0].reset_index(drop=True)
-    tokens = curve["tokens"].to_numpy(dtype=np.float64)
+        curve = curve[curve["train_tokens"] > 0].reset_index(drop=True)
+    tokens = curve["train_tokens"].to_numpy(dtype=np.float64)
     x = np.log(tokens) if params.log_x else tokens
     y = curve["value"].to_numpy(dtype=np.float64)
     fit = detect_window(x, y, params)
@@ -410,35 +409,6 @@ def detect_phase_change(frame: pd.DataFrame, *, signal: str = "icl_score",
                        start_value=float(fit.fitted[s]), end_value=float(fit.fitted[e]),
                        change=fit.change, snr=fit.snr, concentration=fit.concentration,
                        abruptness=fit.abruptness, run=run_name)
-
-
-def detect_phase_window(hub, run: str, *, signal: str = "icl_score", every: int = 1,
-                        settings=None, cache: bool = True, progress: bool = False,
-                        params: DetectionParams | None = None) -> PhaseWindow | None:
-    """Evaluate a stored run (only what ``signal`` needs) and detect its phase-change window.
-
-    A convenience over :func:`~induction_lens.evals.sweep.evaluate_run` and
-    :func:`detect_phase_change`; with ``cache`` the evaluation is read from / written to
-    ``RUN/evals`` (pass ``cache=False`` for a hub you must not write into).
-
-    Args:
-        hub: a :class:`~induction_lens.hub.Hub` or its directory.
-        run: the run's name.
-        signal: "icl_score" (default, the paper's defining measurement), "prefix_matching" or
-            "loss".
-        every: evaluate every ``every``-th checkpoint.
-        settings: :class:`~induction_lens.evals.sweep.EvalSettings` (default: laptop sizes).
-        cache, progress: see :func:`~induction_lens.evals.sweep.evaluate_run`.
-        params: detection thresholds (default :data:`SIGNAL_PARAMS` of ``signal``).
-    """
-    from induction_lens.evals.sweep import evaluate_run  # the sweep imports this module
-
-    if signal not in SIGNALS:
-        raise EvalError(f"unknown signal {signal!r}; choose from {list(SIGNALS)}")
-    metric = "prefix_matching" if signal == "prefix_matching" else "losses"
-    frame = evaluate_run(hub, run, metrics=[metric], every=every, settings=settings,
-                         cache=cache, progress=progress)
-    return detect_phase_change(frame, signal=signal, run=run, params=params)
 
 
 def _runs(frame: pd.DataFrame) -> list[str | None]:

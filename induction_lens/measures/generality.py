@@ -34,18 +34,18 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 
 from induction_lens.data.tasks import TaskTokens
-from induction_lens.evals.common import EvalError, check_tokens, eval_mode, model_device
+from induction_lens.frame import head_frame
+from induction_lens.measures._checks import EvalError, check_tokens, eval_mode, model_device
+from induction_lens.measures.heads import induction_targets
 
 __all__ = [
     "COPYING_METRICS",
     "TASK_METRICS",
-    "copying_summary",
     "head_attribution",
     "induction_mask",
     "literal_copying",
     "pattern_attention_scores",
     "pattern_task_scores",
-    "strongest_induction_head",
 ]
 
 TASK_METRICS: tuple[str, ...] = (
@@ -225,36 +225,26 @@ def pattern_task_scores(model: HookedTransformer, tasks: Sequence[TaskTokens]) -
                 seen_hits.append(float(int(logp[colon].argmax()) == int(tokens[0, label])))
             else:
                 unseen_loss.append(loss)
-    layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
-    frames = []
-    for m in TASK_METRICS:
-        mean = torch.where(counts[m] > 0, sums[m] / counts[m].clamp_min(1),
-                           torch.full_like(sums[m], float("nan")))
-        frames.append(pd.DataFrame({"layer": layer_idx.ravel(), "head": head_idx.ravel(),
-                                    "metric": m, "value": mean.numpy().ravel()}))
+    means = {m: torch.where(counts[m] > 0, sums[m] / counts[m].clamp_min(1),
+                            torch.full_like(sums[m], float("nan"))) for m in TASK_METRICS}
 
     def avg(values: list[float]) -> float:
         return float(np.mean(values)) if values else float("nan")
 
-    frames.append(pd.DataFrame({
-        "metric": ["task_label_loss_seen", "task_label_loss_unseen", "task_label_accuracy_seen"],
-        "value": [avg(seen_loss), avg(unseen_loss), avg(seen_hits)]}))
-    frame = pd.concat(frames, ignore_index=True)
-    frame["layer"] = frame["layer"].astype("Int64")
-    frame["head"] = frame["head"].astype("Int64")
-    return frame
+    model_level = {"task_label_loss_seen": avg(seen_loss),
+                   "task_label_loss_unseen": avg(unseen_loss),
+                   "task_label_accuracy_seen": avg(seen_hits)}
+    return head_frame({**means, **{k: np.float64(v) for k, v in model_level.items()}})
 
 
 # --------------------------------------------------------------------------- literal copying
 def induction_mask(tokens: Int[Tensor, " pos"]) -> Float[Tensor, "pos pos"]:
     """``[i, j] = 1`` iff ``0 < j <= i`` and token ``j - 1`` equals token ``i``: the positions
-    an induction head at ``i`` attends to (those that followed an earlier copy of token ``i``)."""
-    tokens = tokens.reshape(-1)
-    pos = len(tokens)
-    mask = torch.zeros(pos, pos, dtype=torch.bool)
-    mask[:, 1:] = tokens[:, None] == tokens[None, :-1]
-    mask &= torch.ones(pos, pos, dtype=torch.bool).tril()
-    return mask.double()
+    an induction head at ``i`` attends to (those that followed an earlier copy of token ``i``).
+
+    :func:`~induction_lens.measures.heads.induction_targets` of one text, with no token
+    excluded as a query (a text's BOS, if any, only ever sits at position 0)."""
+    return induction_targets(tokens.reshape(1, -1).cpu(), bos_token_id=None)[0].double()
 
 
 def _head_indices(model: HookedTransformer, layer: int, head: int) -> tuple[int, int]:
@@ -361,48 +351,3 @@ def literal_copying(model: HookedTransformer, tokens: Int[Tensor, " pos"], *, la
     return frame
 
 
-def copying_summary(frame: pd.DataFrame) -> dict[str, float]:
-    """Means of :func:`literal_copying`'s columns over repeated positions and over first
-    occurrences (``repeated`` False), keyed by :data:`COPYING_METRICS` (NaN when empty)."""
-    missing = {"repeated", "induction_attention", "logit_attribution", "loss"} - set(frame)
-    if missing:
-        raise EvalError(f"copying_summary needs literal_copying's frame; missing {sorted(missing)}")
-    rep = frame[frame["repeated"]]
-    first = frame[~frame["repeated"]]
-
-    def mean(rows: pd.DataFrame, col: str) -> float:
-        return float(rows[col].mean()) if len(rows) else float("nan")
-
-    return {
-        "induction_attention_repeated": mean(rep, "induction_attention"),
-        "induction_attention_first": mean(first, "induction_attention"),
-        "logit_attribution_repeated": mean(rep, "logit_attribution"),
-        "logit_attribution_first": mean(first, "logit_attribution"),
-        "loss_repeated": mean(rep, "loss"),
-        "loss_first": mean(first, "loss"),
-    }
-
-
-def strongest_induction_head(scores: pd.DataFrame) -> tuple[int, int]:
-    """The head with the highest prefix-matching score among the induction heads of
-    :func:`~induction_lens.evals.heads.classify_heads` (the highest prefix-matching head
-    overall when none qualifies), as ``(layer, head)``.
-
-    Args:
-        scores: ``layer, head, metric, value`` rows of one model (e.g.
-            :func:`~induction_lens.evals.heads.head_scores`) with ``prefix_matching`` (and,
-            for the induction test, ``copying``).
-    """
-    from induction_lens.evals.heads import classify_heads
-
-    if "metric" not in scores or not (scores["metric"] == "prefix_matching").any():
-        raise EvalError("strongest_induction_head needs prefix_matching scores (head_scores)")
-    keys = [c for c in ("run", "step", "tokens") if c in scores.columns]
-    if keys and len(scores[keys].drop_duplicates()) > 1:
-        raise EvalError("scores hold several models or snapshots; pass one snapshot's rows")
-    types = classify_heads(scores)
-    pool = types[types["head_type"] == "induction"]
-    pool = pool if len(pool) else types
-    best = pool.sort_values(["prefix_matching", "layer", "head"],
-                            ascending=[False, True, True]).iloc[0]
-    return int(best["layer"]), int(best["head"])

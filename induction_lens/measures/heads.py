@@ -6,7 +6,7 @@ induction head: a head that does both prefix matching and copying) say what the 
 Each evaluator is a plain function of a ``HookedTransformer`` and token ids returning one score
 per head (``[n_layers, n_heads]``), so it works on any model: trained here, loaded from the hub,
 or built by hand. :func:`head_scores` runs all three as the paper does and returns the tidy
-frame; :func:`classify_heads` turns scores into the paper's head types.
+frame; :func:`induction_lens.analysis.classify_heads` turns scores into the paper's head types.
 
 Speed: the evaluators read attention patterns through ``hook_pattern`` hooks that reduce each
 pattern to the few numbers they need as soon as it is computed (nothing is cached), skip the
@@ -14,8 +14,6 @@ unembedding (``return_type=None``), and prefix matching and copying share one fo
 the copying input is the first repeat of the prefix-matching input (causal attention makes the
 two identical; checked in the tests).
 """
-
-from typing import Literal, get_args
 
 import einops
 import numpy as np
@@ -25,22 +23,21 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from induction_lens.constants import BOS_TOKEN_ID
+from induction_lens.constants import BOS_TOKEN_ID, HEAD_METRICS, HeadMetric
 from induction_lens.data import evaluator_token_pool, repeated_tokens
-from induction_lens.evals.common import (
-    EvalError,
+from induction_lens.errors import EvalError
+from induction_lens.frame import head_frame
+from induction_lens.measures._checks import (
     check_batch_size,
     check_tokens,
     eval_mode,
     model_device,
 )
+from induction_lens.models.pretrained import bos_token_id
 
 __all__ = [
     "HEAD_METRICS",
-    "HEAD_TYPES",
     "HeadMetric",
-    "HeadType",
-    "classify_heads",
     "copying_scores",
     "head_scores",
     "prefix_matching_scores",
@@ -48,14 +45,6 @@ __all__ = [
     "random_dataset_tokens",
 ]
 
-HeadMetric = Literal["prefix_matching", "copying", "previous_token"]
-HEAD_METRICS: tuple[str, ...] = get_args(HeadMetric)
-"""The ``metric`` names :func:`head_scores` writes."""
-
-HeadType = Literal["previous_token", "induction", "other"]
-HEAD_TYPES: tuple[str, ...] = get_args(HeadType)
-"""The head types of the Model Analysis Table's ablation rows ("previous token; induction;
-other"), as assigned by :func:`classify_heads`."""
 
 
 def _pattern_hook_names(model: HookedTransformer) -> list[str]:
@@ -107,10 +96,12 @@ def previous_token_scores(model: HookedTransformer, tokens: Int[Tensor, "batch p
 
 
 # --------------------------------------------------------------------------- prefix matching
-def induction_targets(tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos pos"]:
+def induction_targets(tokens: Int[Tensor, "batch pos"], *,
+                      bos_token_id: int | None = BOS_TOKEN_ID) -> Float[Tensor, "batch pos pos"]:
     """Mask of the positions an induction head should attend to: ``[b, i, j] = 1`` iff ``j <= i``
     and the token before ``j`` equals the token at ``i`` (so ``j`` followed an earlier copy of
-    token ``i``). Position 0 is never a target and BOS is never a query token.
+    token ``i``). Position 0 is never a target and ``bos_token_id`` is never a query token
+    (None: no token is excluded, as for a text without BOS).
 
     On the paper's repeated random tokens this marks, for every token of repeats 2-4, the token
     that followed each of its earlier copies; it is TransformerLens's
@@ -121,7 +112,8 @@ def induction_targets(tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 
     mask = torch.zeros(batch, pos, pos, dtype=torch.bool, device=tokens.device)
     mask[:, :, 1:] = same
     mask &= torch.ones(pos, pos, dtype=torch.bool, device=tokens.device).tril()
-    mask &= (tokens != BOS_TOKEN_ID)[:, :, None]
+    if bos_token_id is not None:
+        mask &= (tokens != bos_token_id)[:, :, None]
     return mask.float()
 
 
@@ -158,7 +150,7 @@ def prefix_matching_scores(model: HookedTransformer, tokens: Int[Tensor, "batch 
     """
     tokens = check_tokens(model, tokens)
     check_batch_size(batch_size)
-    mask = induction_targets(tokens)
+    mask = induction_targets(tokens, bos_token_id=bos_token_id(model))
     n_queries = int((mask.sum(-1) > 0).sum())
     if n_queries == 0:
         raise EvalError("tokens contain no repeated token, so no query has an induction target; "
@@ -277,9 +269,10 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
     tokens = check_tokens(model, tokens, min_len=3 if bos else 2)
     check_batch_size(batch_size)
     _check_mha(model)
-    if bos and bool((tokens[:, 0] != BOS_TOKEN_ID).any()):
-        raise EvalError(f"copying_scores(bos=True) needs BOS (id {BOS_TOKEN_ID}) at position 0 "
-                        "of every example; prepend it or pass bos=False")
+    bos_id = bos_token_id(model)
+    if bos and bool((tokens[:, 0] != bos_id).any()):
+        raise EvalError(f"copying_scores(bos=True) needs BOS (id {bos_id}, the model's) at "
+                        "position 0 of every example; prepend it or pass bos=False")
     num, den = _run_copying(model, tokens, bos=bos, batch_size=batch_size)
     return _copying_from_sums(num, den)
 
@@ -332,13 +325,13 @@ def _run_copying(model: HookedTransformer, tokens: Tensor, *, bos: bool, batch_s
 
 
 # --------------------------------------------------------------------------- all three
-def random_dataset_tokens(pool: np.ndarray, *, n_examples: int, n_ctx: int, seed: int = 0
-                          ) -> Int[Tensor, "batch pos"]:
+def random_dataset_tokens(pool: np.ndarray, *, n_examples: int, n_ctx: int, seed: int = 0,
+                          bos_token_id: int = BOS_TOKEN_ID) -> Int[Tensor, "batch pos"]:
     """Uniform random tokens from ``pool`` after a BOS token: the stand-in for "an example from
     the training distribution" when a model has no corpus (a model built by hand)."""
     rng = np.random.default_rng(seed)
     body = rng.choice(pool, size=(n_examples, n_ctx - 1))
-    tokens = np.concatenate([np.full((n_examples, 1), BOS_TOKEN_ID), body], axis=1)
+    tokens = np.concatenate([np.full((n_examples, 1), bos_token_id), body], axis=1)
     return torch.from_numpy(tokens.astype(np.int64))
 
 
@@ -359,7 +352,8 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
     Args:
         model: any ``HookedTransformer``.
         metrics: which of :data:`HEAD_METRICS` to compute.
-        token_pool: token ids to draw from (default: every id but BOS, fine for a model built by
+        token_pool: token ids to draw from (default: every id but the model's BOS, fine for a
+            model built by
             hand; for a trained run pass
             ``evaluator_token_pool(hub.token_frequencies(run), d_vocab)``).
         dataset_tokens: examples for the previous-token score (default: ``n_examples`` sequences
@@ -379,7 +373,9 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
         raise EvalError(f"unknown head metric(s) {unknown or list(metrics)}; choose from "
                         f"{list(HEAD_METRICS)}")
     cfg = model.cfg
-    pool = evaluator_token_pool(None, cfg.d_vocab) if token_pool is None else np.asarray(token_pool)
+    bos = bos_token_id(model)
+    pool = (evaluator_token_pool(None, cfg.d_vocab, special_tokens=(bos,)) if token_pool is None
+            else np.asarray(token_pool))
     length = 1 + seq_len * repeats
     if length > cfg.n_ctx:
         raise EvalError(f"1 + seq_len*repeats = {length} tokens do not fit the model's context "
@@ -388,17 +384,17 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
     needs_repeated = {"prefix_matching", "copying"} & set(metrics)
     if needs_repeated:
         repeated = repeated_tokens(pool, n_examples=n_examples, seq_len=seq_len,
-                                   repeats=repeats, seed=seed)
+                                   repeats=repeats, seed=seed, bos_token_id=bos)
         scores.update(repeated_head_scores(model, repeated, seq_len=seq_len,
                                            metrics=tuple(needs_repeated),
                                            copying_bos=copying_bos, batch_size=batch_size))
     if "previous_token" in metrics:
         if dataset_tokens is None:
             dataset_tokens = random_dataset_tokens(pool, n_examples=n_examples, n_ctx=cfg.n_ctx,
-                                                   seed=seed)
+                                                   seed=seed, bos_token_id=bos)
         scores["previous_token"] = previous_token_scores(model, dataset_tokens,
                                                          batch_size=batch_size)
-    return scores_frame({m: scores[m] for m in metrics})
+    return head_frame({m: scores[m] for m in metrics})
 
 
 def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch pos"], *,
@@ -417,7 +413,8 @@ def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch 
     want_prefix = "prefix_matching" in metrics
     want_copy = "copying" in metrics
     if want_copy and copying_bos:
-        mask = induction_targets(repeated) if want_prefix else None
+        mask = (induction_targets(repeated, bos_token_id=bos_token_id(model)) if want_prefix
+                else None)
         if mask is not None and int((mask.sum(-1) > 0).sum()) == 0:
             raise EvalError("the repeated tokens contain no repeat; use repeats >= 2")
         result = _run_copying(model, repeated, bos=True, batch_size=batch_size,
@@ -435,85 +432,6 @@ def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch 
     return out
 
 
-def scores_frame(scores: dict[str, Tensor]) -> pd.DataFrame:
-    """``{metric: [n_layers, n_heads] tensor}`` as a long frame ``layer, head, metric, value``."""
-    frames = []
-    for metric, values in scores.items():
-        n_layers, n_heads = values.shape
-        layer, head = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
-        frames.append(pd.DataFrame({"layer": layer.ravel(), "head": head.ravel(),
-                                    "metric": metric,
-                                    "value": values.double().numpy().ravel()}))
-    if not frames:
-        return pd.DataFrame(columns=["layer", "head", "metric", "value"])
-    return pd.concat(frames, ignore_index=True)
-
-
 # --------------------------------------------------------------------------- classification
-PREVIOUS_TOKEN_THRESHOLD = 0.1
-"""Default :func:`classify_heads` threshold on the previous-token score."""
-PREFIX_MATCHING_THRESHOLD = 0.3
-"""Default :func:`classify_heads` threshold on the prefix-matching score."""
-COPYING_THRESHOLD = -0.5
-"""Default :func:`classify_heads` threshold on the copying score."""
 
 
-def classify_heads(scores: pd.DataFrame, *,
-                   previous_token_threshold: float = PREVIOUS_TOKEN_THRESHOLD,
-                   prefix_threshold: float = PREFIX_MATCHING_THRESHOLD,
-                   copying_threshold: float | None = COPYING_THRESHOLD) -> pd.DataFrame:
-    """Label each head "induction", "previous_token" or "other" (the ablation rows' colours).
-
-    The paper defines an induction head as one that does both prefix matching and copying ("Key
-    Concepts") and colours heads "previous token; induction; other" without giving thresholds.
-    Ours, each a multiple of the score a head gets by chance (all thresholds inclusive):
-
-    * **induction**: prefix matching >= ``prefix_threshold`` (0.3: ten times the ~0.03 of
-      uniform attention on the paper's ``1 + 25 x 4`` tokens) and, when copying was measured and
-      ``copying_threshold`` is not None, copying >= ``copying_threshold`` (-0.5, i.e.
-      ``rho >= 1/8``: the attended token is raised at least four times as much as the average
-      other sample token; a head raising the sample evenly scores ``4/26 - 1 = -0.85``). The
-      copying bar is low because the direct path of a small model's induction head also
-      raises the tokens its value vectors picked up from earlier heads; the laptop
-      ``attn-only-2l`` heads with prefix scores above 0.8 copy at about -0.2.
-    * **previous_token**: not induction, and previous-token score >= ``previous_token_threshold``
-      (0.1: three times uniform attention's ~0.035 on 128 tokens, eight times its ~0.012 on
-      512). The laptop models' previous-token heads are diffuse (the ``attn-only-2l``
-      layer-0 heads score 0.12-0.15 while carrying its induction circuit); heads of longer
-      trained models score much higher. Inputs much shorter than 128 tokens raise the chance
-      level (``mean_i 1/(i+1)``); raise the threshold for them.
-    * **other**: everything else, including prefix-matching heads with low copying (the
-      paper's "anti-copying prefix-search" heads).
-
-    Args:
-        scores: a frame with ``layer, head, metric, value`` (from :func:`head_scores`, or from
-            the sweep, in which case heads are classified per ``run``/``step``).
-
-    Returns:
-        One row per head (per run/step when present) with ``layer, head, head_type`` and the
-        three scores as columns (NaN where not measured).
-    """
-    missing = {"layer", "head", "metric", "value"} - set(scores.columns)
-    if missing:
-        raise EvalError(f"scores lacks columns {sorted(missing)}; pass the frame head_scores "
-                        "returns")
-    keys = [c for c in ("run", "step", "tokens") if c in scores.columns]
-    rows = scores[scores["metric"].isin(HEAD_METRICS) & scores["layer"].notna()]
-    if "prefix_matching" not in set(rows["metric"]) and "previous_token" not in set(rows["metric"]):
-        raise EvalError("classify_heads needs prefix_matching and/or previous_token scores")
-    wide = rows.pivot_table(index=keys + ["layer", "head"], columns="metric", values="value",
-                            aggfunc="first")
-    for metric in HEAD_METRICS:
-        if metric not in wide.columns:
-            wide[metric] = np.nan
-    wide = wide.reset_index()
-    wide.columns.name = None
-    prefix_ok = wide["prefix_matching"] >= prefix_threshold
-    if copying_threshold is not None:
-        prefix_ok &= wide["copying"].isna() | (wide["copying"] >= copying_threshold)
-    prev_ok = wide["previous_token"] >= previous_token_threshold
-    wide["head_type"] = np.where(prefix_ok, "induction", np.where(prev_ok, "previous_token",
-                                                                  "other"))
-    wide["layer"] = wide["layer"].astype(int)
-    wide["head"] = wide["head"].astype(int)
-    return wide[keys + ["layer", "head", "head_type", *HEAD_METRICS]]

@@ -1,34 +1,18 @@
-"""What the evaluators share: their error type, input checks and the tidy frame schema.
+"""Input checks the measures share: token tensors, batch sizes, the model's device, eval mode.
 
-Every evaluator returns (or the sweep assembles) a long-form frame with the columns of
-:data:`TIDY_COLUMNS` (``ARCHITECTURE.md``): one row per value, model-level metrics with null
-``layer``/``head``, ``position`` set where a value belongs to a context index and ``example`` set
-where it belongs to one example of the evaluation set.
+Level: ``measures`` (imports ``errors`` only).
 """
+
 
 import contextlib
 from collections.abc import Iterator
 
-import pandas as pd
 import torch
 from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from induction_lens.config import ConfigError
-
-TIDY_COLUMNS = ("run", "step", "tokens", "layer", "head", "metric", "value", "position", "example")
-"""Column order of every frame the sweep returns."""
-
-_INT_COLUMNS = ("step", "tokens", "layer", "head", "position", "example")
-
-
-class EvalError(ConfigError):
-    """An evaluator got an input it cannot measure; the message names the input and the fix.
-
-    A subclass of :class:`~induction_lens.config.ConfigError` so that the command line reports
-    it as one line, like every other expected failure.
-    """
+from induction_lens.errors import EvalError
 
 
 def check_tokens(model: HookedTransformer, tokens: Tensor, *, name: str = "tokens",
@@ -77,22 +61,3 @@ def eval_mode(model: HookedTransformer) -> Iterator[HookedTransformer]:
     finally:
         model.train(was_training)
 
-
-def tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give ``frame`` every column of :data:`TIDY_COLUMNS` (missing ones null) in that order.
-
-    Integer columns become pandas' nullable ``Int64`` so that model-level rows can leave
-    ``layer``/``head`` empty without turning them into floats.
-    """
-    out = frame.copy()
-    for col in TIDY_COLUMNS:
-        if col not in out.columns:
-            out[col] = pd.NA
-    extra = [c for c in out.columns if c not in TIDY_COLUMNS]
-    out = out[list(TIDY_COLUMNS) + extra]
-    for col in _INT_COLUMNS:
-        out[col] = out[col].astype("Int64")
-    out["value"] = out["value"].astype("float64")
-    out["metric"] = out["metric"].astype("string")
-    out["run"] = out["run"].astype("string")
-    return out.reset_index(drop=True)

@@ -44,7 +44,7 @@ those layers are recomputed.
 
 Stacking the ablations of several heads of one layer into one pass (``heads_per_pass``) is an
 option. The full kind stacks them along the batch (their downstream patterns differ, nothing is
-shared); on CPU that is not faster (``FACTS.md``). The pattern-preserving kind shares every
+shared); on CPU that measured 0.8-1.07x, i.e. not faster. The pattern-preserving kind shares every
 frozen pattern, so its stacked pass widens each ``pattern @ v`` product instead (4 heads of
 16: the product costs ~2x one head's, not 4x, measured), but end to end on 2 CPU cores this was
 within noise of one head per pass (0.92 s vs 1.00 s for 128 examples of the laptop
@@ -53,17 +53,17 @@ stacking may pay; it has not been measured there (no GPU was available for this 
 
 Outputs. :func:`ablate` returns an :class:`AblationResult` (tensors; ``to_frame()`` tidies
 small ones). :func:`ablation_metrics` streams an evaluation set and returns the per-head
-reports as a tidy frame; :func:`ablate_run` does that for every checkpoint of a hub run and
-writes ``RUN/evals/ablations_{kind}.parquet`` with the evaluators' schema ``run, step, tokens,
-layer, head, metric, value, position``. Metric names are listed in :data:`METRICS`.
+reports as a tidy frame (:mod:`induction_lens.frame`; the ablation kind in the ``kind``
+column); :func:`induction_lens.runs.ablate_run` does that for every checkpoint of a hub run
+through the metric registry and its cache. Metric names are listed in :data:`ABLATION_REPORTS`.
+
+Level: ``measures`` (pure: a model and tokens in, tensors or a one-model frame out).
 """
 
-import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import einops
@@ -77,13 +77,10 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 from transformer_lens.components import Attention, LayerNorm, LayerNormPre
 
-from induction_lens import constants as C
-from induction_lens._version import __version__
-from induction_lens.evals.common import EvalError, check_tokens, tidy
-from induction_lens.evals.losses import icl_indices, random_token_indices
-from induction_lens.evals.phases import detect_phase_change
-from induction_lens.evals.sweep import EvalSettings, evaluate_run
-from induction_lens.hub import Hub, atomic_write_parquet
+from induction_lens.errors import EvalError
+from induction_lens.frame import model_frame
+from induction_lens.measures._checks import check_tokens
+from induction_lens.measures.losses import icl_indices, random_token_indices
 
 logger = logging.getLogger(__name__)
 
@@ -92,19 +89,13 @@ __all__ = [
     "AblationError",
     "AblationKind",
     "AblationResult",
-    "METRICS",
+    "ABLATION_REPORTS",
     "ablate",
-    "ablate_run",
     "ablation_metrics",
-    "ablation_path",
-    "add_ablate_parser",
     "before_after_vector",
+    "check_kind",
     "clean_losses",
-    "cmd_ablate",
     "default_batch_size",
-    "head_types",
-    "metric_name",
-    "with_head_types",
 ]
 
 AblationKind = Literal["pattern", "full"]
@@ -119,7 +110,7 @@ HeadIndex = tuple[int, int]
 class AblationError(EvalError):
     """Bad input to an ablation; the message names the argument and the fix.
 
-    An :class:`~induction_lens.evals.common.EvalError` (hence a ``ConfigError``), so the
+    An :class:`~induction_lens.measures._checks.EvalError` (hence a ``ConfigError``), so the
     command line reports it as one line.
     """
 
@@ -180,7 +171,7 @@ def _check_model(model: HookedTransformer) -> None:
                             "ignore; call model.reset_hooks() first")
 
 
-def _check_kind(kind: str) -> AblationKind:
+def check_kind(kind: str) -> AblationKind:
     if kind not in get_args(AblationKind):
         raise AblationError(f"kind={kind!r} is not one of {get_args(AblationKind)}; "
                             "'pattern' is the paper's pattern-preserving ablation")
@@ -598,7 +589,7 @@ class AblationResult:
     """True when all ``heads`` were ablated together."""
 
     def to_frame(self) -> pd.DataFrame:
-        """Long form ``layer, head, example, position, metric="loss_delta", value``.
+        """Long form ``layer, head, metric="loss_delta", value, position, example, kind``.
 
         One row per (head, example, index): meant for small inputs; reduce large ones with
         :func:`ablation_metrics` instead. A joint ablation has null ``layer``/``head``.
@@ -608,14 +599,15 @@ class AblationResult:
                           dtype="Int64")
         head_ids = pd.array([pd.NA if self.jointly else h[1] for h in self.heads][:n_heads],
                             dtype="Int64")
-        return pd.DataFrame({
+        return model_frame(pd.DataFrame({
             "layer": np.repeat(layers, n_examples * n_index),
             "head": np.repeat(head_ids, n_examples * n_index),
             "example": np.tile(np.repeat(np.arange(n_examples), n_index), n_heads),
             "position": np.tile(self.indices.numpy().reshape(-1), n_heads),
             "metric": "loss_delta",
             "value": self.delta.numpy().reshape(-1).astype(np.float64),
-        })
+            "kind": self.kind,
+        }))
 
 
 def _batches(n: int, batch_size: int, *, split_at: int | None = None) -> Iterator[slice]:
@@ -674,7 +666,7 @@ def ablate(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
     Returns:
         An :class:`AblationResult` with CPU float32 tensors.
     """
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     _check_model(model)
     tokens = check_tokens(model, tokens)
     head_list = _check_heads(model, heads)
@@ -718,7 +710,7 @@ def clean_losses(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
 
 
 # ---------------------------------------------------------------------------- reports
-METRICS: dict[str, str] = {
+ABLATION_REPORTS: dict[str, str] = {
     "icl_score_delta": "change of the in-context-learning score (loss at the late index minus "
                        "loss at the early index, averaged over examples) when the head is "
                        "ablated; positive: the head contributed in-context learning",
@@ -732,7 +724,7 @@ METRICS: dict[str, str] = {
     "clean_random_token_loss": "mean random-token-per-example loss of the un-ablated model "
                                "(model-level)",
 }
-"""Metric names of :func:`ablation_metrics`, written as ``ablation_{kind}_{name}``."""
+"""Metric names of :func:`ablation_metrics` (the ablation kind is the ``kind`` column)."""
 
 DEFAULT_CONTEXT_FRACTION = 0.1
 """Share of the examples (the leading ones) whose every index feeds ``context_loss_delta``.
@@ -745,13 +737,6 @@ the paper's 10,000) keeps the total close to the three-index cost; the per-posit
 then an unbiased estimate whose standard error is the spread of the per-token loss change
 divided by ~32 at paper size. Pass ``context_fraction=1.0`` for every example (exact, slower).
 """
-
-
-def metric_name(kind: AblationKind, name: str) -> str:
-    """The ``metric`` column value of report ``name`` (a key of :data:`METRICS`) for ``kind``."""
-    if name not in METRICS:
-        raise AblationError(f"unknown ablation metric {name!r}; known: {sorted(METRICS)}")
-    return f"ablation_{kind}_{name}"
 
 
 def before_after_vector(start: Float[Tensor, " batch"], end: Float[Tensor, " batch"]
@@ -796,10 +781,10 @@ def ablation_metrics(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
     Paper, "Ablation attribution to phase change": for each head, the change of the
     in-context-learning score and the projection of the change of the random-token-per-example
     loss vector on the unit before-and-after vector; plus the change of the mean random-token
-    loss and of the context-index average loss (:data:`METRICS`). Conventions are those of
-    :mod:`induction_lens.evals.losses`: the ICL score reads context indices
-    :func:`~induction_lens.evals.losses.icl_indices` (50 and 500, scaled to shorter contexts),
-    the random index per example is :func:`~induction_lens.evals.losses.random_token_indices`.
+    loss and of the context-index average loss (:data:`ABLATION_REPORTS`). Conventions are those of
+    :mod:`induction_lens.measures.losses`: the ICL score reads context indices
+    :func:`~induction_lens.measures.losses.icl_indices` (50 and 500, scaled to shorter contexts),
+    the random index per example is :func:`~induction_lens.measures.losses.random_token_indices`.
 
     Memory does not grow with the number of examples: each batch is reduced to running sums.
 
@@ -809,7 +794,7 @@ def ablation_metrics(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
         kind: "pattern" (the paper's table) or "full".
         heads: ``(layer, head)`` pairs; None: every head.
         random_indices: each example's random context index (default
-            :func:`~induction_lens.evals.losses.random_token_indices` with seed 0).
+            :func:`~induction_lens.measures.losses.random_token_indices` with seed 0).
         before_after: the before-and-after vector over the same examples (normalised here);
             None leaves out ``before_after_projection``.
         icl: explicit (early, late) ICL-score indices (default: the paper's, scaled).
@@ -818,10 +803,11 @@ def ablation_metrics(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
         batch_size, heads_per_pass, progress: see :func:`ablate`.
 
     Returns:
-        A tidy frame ``layer, head, metric, value, position`` (nullable integers; model-level
-        rows have null layer/head; only ``context_loss_delta`` has a position).
+        A tidy one-model frame ``layer, head, metric, value, position, kind`` (nullable
+        integers; model-level rows have null layer/head; only ``context_loss_delta`` has a
+        position; ``kind`` is the ablation kind).
     """
-    kind = _check_kind(kind)
+    kind = check_kind(kind)
     _check_model(model)
     tokens = check_tokens(model, tokens)
     head_list = _check_heads(model, heads)
@@ -885,258 +871,29 @@ def ablation_metrics(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
     if unit is not None:
         per_head["before_after_projection"] = sums["proj"]
     frames = [pd.DataFrame({"layer": layers, "head": head_ids,
-                            "metric": metric_name(kind, name), "value": values.numpy()})
+                            "metric": name, "value": values.numpy()})
               for name, values in per_head.items()]
     frames.append(pd.DataFrame({
-        "metric": [metric_name(kind, "clean_icl_score"),
-                   metric_name(kind, "clean_random_token_loss")],
+        "metric": ["clean_icl_score", "clean_random_token_loss"],
         "value": [float(clean_sums["late"] - clean_sums["early"]) / n_examples,
                   float(clean_sums["rand"]) / n_examples]}))
     if n_context:
         frames.append(pd.DataFrame({
             "layer": np.repeat(layers, n_pos - 1), "head": np.repeat(head_ids, n_pos - 1),
-            "metric": metric_name(kind, "context_loss_delta"),
+            "metric": "context_loss_delta",
             "position": np.tile(np.arange(1, n_pos), H),
             "value": (context_sum / n_context).numpy().reshape(-1)}))
-    frame = tidy(pd.concat(frames, ignore_index=True))
-    return frame.drop(columns=["run", "step", "tokens", "example"])
+    frame = model_frame(frames, columns=("position",))
+    frame["kind"] = kind
+    return model_frame(frame)
 
 
 # ---------------------------------------------------------------------------- head types
-def head_types(hub: Hub | str | Path, run: str, step: int | None = None, *,
-               settings: EvalSettings | None = None,
-               device: str | torch.device | None = None, **thresholds: float | None
-               ) -> pd.DataFrame:
-    """Previous-token / induction / other type of every head, for colouring ablation plots.
-
-    The Model Analysis Table colours each head's ablation line by type ("previous token;
-    induction; other"). Types come from :func:`induction_lens.evals.heads.classify_heads` (its
-    documented thresholds, overridable through ``thresholds``) on the sweep's evaluator inputs
-    (:class:`~induction_lens.evals.sweep.EvalSettings`), at checkpoint ``step`` (default: the
-    newest, so that each head keeps the type it ends training with).
-
-    Returns:
-        ``layer, head, head_type`` (plus the three evaluator scores).
-    """
-    from induction_lens.data import evaluator_token_pool
-    from induction_lens.evals.heads import classify_heads, head_scores
-
-    hub = Hub.of(hub)
-    s = settings if settings is not None else EvalSettings()
-    model = hub.load_model(run, step, device=device)
-    pool = evaluator_token_pool(hub.token_frequencies(run), model.cfg.d_vocab,
-                                exclude_fraction=s.exclude_fraction)
-    scores = head_scores(model, token_pool=pool,
-                         dataset_tokens=hub.corpus(run).eval_tokens(s.head_examples),
-                         n_examples=s.head_examples, seq_len=s.head_seq_len,
-                         repeats=s.head_repeats, seed=s.head_seed, copying_bos=s.copying_bos,
-                         batch_size=s.batch_size)
-    return classify_heads(scores, **thresholds)
-
-
-def with_head_types(frame: pd.DataFrame, types: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with a ``head_type`` column joined on ``layer, head`` (model-level rows: NA)."""
-    keys = ["layer", "head"]
-    right = types[keys + ["head_type"]].astype({"layer": "Int64", "head": "Int64"})
-    left = frame.astype({"layer": "Int64", "head": "Int64"})
-    return left.merge(right, on=keys, how="left")
 
 
 # ---------------------------------------------------------------------------- over a run
-def ablation_path(hub: Hub | str | Path, run: str, kind: AblationKind) -> Path:
-    """Where :func:`ablate_run` writes ``kind``'s reports: ``RUN/evals/ablations_KIND.parquet``."""
-    return Hub.of(hub).run_dir(run) / C.EVAL_DIR / f"ablations_{_check_kind(kind)}.parquet"
-
-
-def _detect_window(hub: Hub, run: str, settings: EvalSettings) -> tuple[int, int] | None:
-    """The run's phase-change window in steps, from its ICL-score curve, or None.
-
-    The ICL score of every checkpoint comes from the sweep's ``losses`` metric (computed and
-    cached in ``RUN/evals/losses.parquet`` if missing) and the window from
-    :func:`induction_lens.evals.phases.detect_phase_change` on signal ``icl_score``, the paper's
-    defining measurement of the phase change. Its ``start_step``/``end_step`` are checkpoints.
-    """
-    frame = evaluate_run(hub, run, metrics="losses", settings=settings, progress=False)
-    window = detect_phase_change(frame, signal="icl_score", run=run)
-    if window is None:
-        logger.warning("run %s shows no phase change in its ICL score; "
-                       "before_after_projection is left out (pass window= to force one)", run)
-        return None
-    return window.start_step, window.end_step
-
-
-def _resolve_window(hub: Hub, run: str, window: Any, available: Sequence[int],
-                    settings: EvalSettings) -> tuple[int, int] | None:
-    """``window`` (``(start, end)`` steps, a ``PhaseWindow``, None: detect it, or False: none)
-    snapped to the nearest checkpoints."""
-    if window is False:
-        return None
-    if window is None:
-        return _detect_window(hub, run, settings)
-    if hasattr(window, "start_step") and hasattr(window, "end_step"):
-        window = (window.start_step, window.end_step)
-    try:
-        start, end = (int(s) for s in window)
-    except (TypeError, ValueError):
-        raise AblationError(f"window={window!r} must be (start_step, end_step), a PhaseWindow, "
-                            "None (detect it) or False (no projection)") from None
-    if not available:
-        raise AblationError(f"run {run!r} has no checkpoints")
-    snapped = [min(available, key=lambda s, t=t: (abs(s - t), s)) for t in (start, end)]
-    if snapped != [start, end]:
-        logger.info("phase window (%d, %d) snapped to checkpoints %s", start, end, snapped)
-    if snapped[0] >= snapped[1]:
-        raise AblationError(f"window ({start}, {end}) spans no two checkpoints (snapped to "
-                            f"{snapped}); its start must come before its end")
-    return snapped[0], snapped[1]
-
-
-def ablate_run(hub: Hub | str | Path, run: str, kind: AblationKind = "pattern", *,
-               every: int = 1, steps: Sequence[int] | None = None, window: Any = None,
-               settings: EvalSettings | None = None,
-               context_fraction: float = DEFAULT_CONTEXT_FRACTION,
-               batch_size: int | None = None, heads_per_pass: int = 1,
-               device: str | torch.device | None = None, progress: bool = True,
-               force: bool = False) -> pd.DataFrame:
-    """Every head's ablation reports at every ``every``-th checkpoint of a run, cached on disk.
-
-    The Model Analysis Table's ablation rows for one model. The evaluation set, the random
-    index of each example and the ICL-score indices are the sweep's
-    (:class:`~induction_lens.evals.sweep.EvalSettings`: the run's held-out
-    ``corpus.eval_tokens(n_examples)``, the same for every snapshot; the defaults are laptop
-    sized, ``EvalSettings.paper()`` is the paper's 10,000 examples), so the reports line up
-    with the sweep's ``loss_per_example`` and ``icl_score``. The before-and-after vector is
-    the clean random-token loss vector at the window's end minus at its start; the window is
-    given, or detected from the ICL score (:func:`_detect_window`); a run without a phase
-    change gets no projection.
-
-    The result goes to :func:`ablation_path` (written atomically) and is reused when that file
-    holds the same parameters, :data:`ABLATION_VERSION` and checkpoint hashes (a retrained run
-    is recomputed), unless ``force``.
-
-    Args:
-        hub: the hub or its directory.
-        run: the run's name.
-        kind: "pattern" (the paper's) or "full".
-        every: use every ``every``-th checkpoint (ignored when ``steps`` is given).
-        steps: explicit checkpoint steps.
-        window: ``(start_step, end_step)`` or a ``PhaseWindow`` (snapped to the nearest
-            checkpoints); None detects it; False leaves the projection out.
-        settings: evaluation settings (default ``EvalSettings()``).
-        context_fraction, batch_size, heads_per_pass: see :func:`ablation_metrics`.
-        device: torch device for the models.
-        progress: tqdm bar over checkpoints.
-        force: recompute even if a matching file exists.
-
-    Returns:
-        The tidy frame ``run, step, tokens, layer, head, metric, value, position, example``.
-    """
-    kind = _check_kind(kind)
-    hub = Hub.of(hub)
-    settings = settings if settings is not None else EvalSettings()
-    if not isinstance(every, int) or every < 1:
-        raise AblationError(f"every={every!r} must be a positive integer")
-    manifest = {e.step: e.sha256 for e in hub.manifest(run)}
-    available = sorted(manifest)
-    chosen = sorted(set(steps)) if steps is not None else available[::every]
-    missing = sorted(set(chosen) - set(available))
-    if missing:
-        raise AblationError(f"run {run!r} has no checkpoint at steps {missing}")
-    if not chosen:
-        raise AblationError(f"run {run!r} has no checkpoints to ablate")
-    win = _resolve_window(hub, run, window, available, settings)
-    n_examples = settings.n_examples
-    used = sorted(set(chosen) | set(win or ()))
-    params = {"evaluator": "ablations", "version": ABLATION_VERSION, "kind": kind,
-              "steps": chosen, "window": list(win) if win else None,
-              "checkpoints": {str(step): manifest[step] for step in used},
-              "n_examples": n_examples,
-              "index_seed": settings.index_seed,
-              "icl_indices": list(settings.icl_indices) if settings.icl_indices else None,
-              "context_fraction": context_fraction}
-    path = ablation_path(hub, run, kind)
-    if path.exists() and not force:
-        cached = pd.read_parquet(path)
-        if cached.attrs.get("params") == params:
-            logger.info("reusing %s", path)
-            return cached
-
-    cfg = hub.config(run)
-    tokens = hub.corpus(run).eval_tokens(n_examples)
-    rand = random_token_indices(n_examples, tokens.shape[1], seed=settings.index_seed)
-    unit = None
-    if win is not None:
-        ends = [clean_losses(hub.load_model(run, s, device=device), tokens, rand[:, None],
-                             batch_size=batch_size)[:, 0] for s in win]
-        unit = before_after_vector(*ends)
-    frames = []
-    for step, seen, model in tqdm(hub.iter_checkpoints(run, steps=chosen, device=device),
-                                  total=len(chosen), disable=not progress,
-                                  desc=f"{run}: {kind} ablations", unit="ckpt"):
-        frame = ablation_metrics(model, tokens, kind, random_indices=rand, before_after=unit,
-                                 icl=settings.icl_indices, context_fraction=context_fraction,
-                                 batch_size=batch_size, heads_per_pass=heads_per_pass,
-                                 progress=progress)
-        frames.append(frame.assign(run=run, step=step, tokens=seen))
-    out = tidy(pd.concat(frames, ignore_index=True))
-    out.attrs["params"] = params
-    out.attrs["induction_lens_version"] = __version__
-    out.attrs["model"] = cfg.model.to_dict()
-    atomic_write_parquet(path, out)
-    logger.info("wrote %s (%d rows)", path, len(out))
-    return out
 
 
 # ---------------------------------------------------------------------------- CLI
-def add_ablate_parser(subparsers) -> None:
-    """Register ``induction-lens ablate RUN --hub DIR --kind pattern [--every K]``."""
-    p = subparsers.add_parser(
-        "ablate", help="ablate every head at every checkpoint of a run (Argument 3)",
-        description="Full or pattern-preserving ablation of each attention head at each "
-                    "checkpoint; writes RUN/evals/ablations_KIND.parquet.")
-    p.add_argument("run", help="run name in the hub")
-    p.add_argument("--hub", default="hub", help="hub directory (default ./hub)")
-    p.add_argument("--kind", choices=list(get_args(AblationKind)), default="pattern",
-                   help="pattern: pattern-preserving (the paper's table); full: recompute all")
-    p.add_argument("--every", type=int, default=1, help="use every K-th checkpoint")
-    p.add_argument("--window", type=int, nargs=2, metavar=("START", "END"),
-                   help="phase-change window in steps (default: detected from the ICL score)")
-    p.add_argument("--examples", type=int, help="evaluation examples (default: the sweep's "
-                   "laptop 512; --paper: 10,000)")
-    p.add_argument("--paper", action="store_true", help="the paper's 10,000 examples")
-    p.add_argument("--context-fraction", type=float, default=DEFAULT_CONTEXT_FRACTION,
-                   help="share of examples averaged per context index (1: all)")
-    p.add_argument("--batch-size", type=int, help="examples per pass (default: from memory)")
-    p.add_argument("--heads-per-pass", type=int, default=1,
-                   help="heads of one layer stacked into one pass (for GPUs)")
-    p.add_argument("--device", help="torch device (default cpu)")
-    p.add_argument("--force", action="store_true", help="recompute even if cached")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_ablate)
 
 
-def cmd_ablate(args) -> int:
-    """CLI handler: run :func:`ablate_run`, print where it wrote and the newest checkpoint."""
-    settings = EvalSettings.paper() if args.paper else EvalSettings()
-    if args.examples is not None:
-        settings = dataclasses.replace(settings, n_examples=args.examples)
-    frame = ablate_run(args.hub, args.run, args.kind, every=args.every, window=args.window,
-                       settings=settings, context_fraction=args.context_fraction,
-                       batch_size=args.batch_size, heads_per_pass=args.heads_per_pass,
-                       device=args.device, progress=not args.quiet, force=args.force)
-    path = ablation_path(args.hub, args.run, args.kind)
-    last = frame[frame["step"] == frame["step"].max()]
-    names = {metric_name(args.kind, n): n for n in ("icl_score_delta", "before_after_projection",
-                                                    "random_token_loss_delta")}
-    table = (last[last["metric"].isin(names)].assign(metric=lambda f: f["metric"].map(names))
-             .pivot_table(index=["layer", "head"], columns="metric", values="value"))
-    clean = last.loc[last["metric"] == metric_name(args.kind, "clean_icl_score"), "value"]
-    window = frame.attrs.get("params", {}).get("window")
-    print(f"{args.kind} ablations of {frame['step'].nunique()} checkpoints of run "
-          f"{args.run!r} -> {path}")
-    span = f"steps {window[0]}-{window[1]}" if window else "none"
-    print(f"phase window: {span}; step "
-          f"{int(last['step'].iloc[0])}: clean ICL score {float(clean.iloc[0]):.3f} nats")
-    with pd.option_context("display.width", 160, "display.max_rows", 500):
-        print(table.round(4).to_string())
-    return 0

@@ -74,11 +74,9 @@ validation does on attention-only models.
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, get_args
 
 import einops
-import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Complex, Float, Int
@@ -86,10 +84,9 @@ from torch import Tensor
 from transformer_lens import FactoredMatrix, HookedTransformer
 from transformer_lens.components import LayerNorm, LayerNormPre
 
-from induction_lens.evals.common import EvalError, tidy
-from induction_lens.evals.heads import HEAD_METRICS, previous_token_scores
-from induction_lens.evals.sweep import EvalContext, EvalSettings, evaluate_run, register_metric
-from induction_lens.hub import Hub
+from induction_lens.errors import EvalError
+from induction_lens.frame import head_frame, model_frame
+from induction_lens.measures.heads import previous_token_scores
 
 __all__ = [
     "CIRCUIT_METRICS",
@@ -105,8 +102,6 @@ __all__ = [
     "qk_smear_trace",
     "qk_trace",
     "qk_trace_terms",
-    "spearman",
-    "validate_circuits",
 ]
 
 CircuitMetric = Literal[
@@ -298,7 +293,7 @@ def qk_trace(
 
     Appendix "(4) Trace of QK eigenvalues": (1) ``prev_scores`` are the previous-token scores of
     the heads (the mean attention on the previous-token off-diagonal over an example text;
-    ``induction_lens.evals.heads.previous_token_scores``); (2) the matrix of each pure
+    ``induction_lens.measures.heads.previous_token_scores``); (2) the matrix of each pure
     K-composition term with an earlier head (:func:`qk_trace_terms`); (3) their sum weighted by
     the earlier heads' previous-token scores; (4) its trace. A head whose previous-token score
     is 0 contributes nothing. Smeared-key target heads get the factor ``s = sigmoid(alpha)``
@@ -494,12 +489,9 @@ def circuit_scores(
     w = circuit_weights(model)
     rows: list[pd.DataFrame] = []
     L, H = w.n_layers, w.n_heads
-    layer_idx, head_idx = torch.meshgrid(torch.arange(L), torch.arange(H), indexing="ij")
 
     def per_head(name: str, values: Tensor) -> None:
-        rows.append(pd.DataFrame({"layer": layer_idx.flatten().numpy(),
-                                  "head": head_idx.flatten().numpy(), "metric": name,
-                                  "value": values.detach().cpu().flatten().numpy()}))
+        rows.append(head_frame({name: values}))
 
     if "qk_trace" in wanted:
         if L == 1:
@@ -536,21 +528,12 @@ def circuit_scores(
     if "composition_baseline" in wanted:
         rows.append(pd.DataFrame({"metric": ["composition_baseline"],
                                   "value": [composition_baseline(w.d_model)]}))
-    return _tidy(rows)
+    return model_frame(rows, columns=("source_layer", "source_head"))
 
 
 FRAME_COLUMNS = ("layer", "head", "metric", "value", "source_layer", "source_head")
-
-
-def _tidy(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    parts = [p for p in parts if len(p)]
-    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    frame = frame.reindex(columns=list(FRAME_COLUMNS))
-    for col in ("layer", "head", "source_layer", "source_head"):
-        frame[col] = frame[col].astype("Int64")
-    frame["metric"] = frame["metric"].astype(str)
-    frame["value"] = frame["value"].astype(np.float64)
-    return frame
+"""Columns of :func:`circuit_scores`' frame (the tidy schema's one-model form with the
+pairwise source columns)."""
 
 
 def _check_metrics(metrics: Iterable[str] | None) -> set[str]:
@@ -565,115 +548,3 @@ def _check_metrics(metrics: Iterable[str] | None) -> set[str]:
     return wanted
 
 
-# --------------------------------------------------------------------------------- validation
-def spearman(x: Iterable[float | int], y: Iterable[float | int]) -> float:
-    """Spearman rank correlation of paired values (NaN pairs dropped; ties get average ranks).
-
-    The Pearson correlation of the average ranks (``pandas.Series.rank``), which is what
-    ``scipy.stats.spearmanr`` computes; scipy is not a dependency. NaN when fewer than 3 pairs
-    remain or one side is constant.
-    """
-    xs = pd.Series(np.asarray(list(x), dtype=np.float64))
-    ys = pd.Series(np.asarray(list(y), dtype=np.float64))
-    if len(xs) != len(ys):
-        raise CircuitError(f"spearman needs paired values; got {len(xs)} and {len(ys)}")
-    keep = xs.notna() & ys.notna()
-    rx, ry = xs[keep].rank(method="average"), ys[keep].rank(method="average")
-    if len(rx) < 3 or rx.nunique() < 2 or ry.nunique() < 2:
-        return float("nan")
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    return float((rx * ry).sum() / math.sqrt((rx * rx).sum() * (ry * ry).sum()))
-
-
-# ------------------------------------------------------------------------- sweep registration
-def _qk_trace_metric(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
-    """``qk_trace`` (and ``qk_smear_trace`` for smeared models) of one checkpoint; the
-    previous-token scores are the sweep's own (memoised, shared with ``previous_token``)."""
-    prev = ctx.previous_token_scores(model) if model.cfg.n_layers > 1 else None
-    return circuit_scores(model, prev_scores=prev, metrics=("qk_trace", "qk_smear_trace"))
-
-
-def _ov_metric(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
-    """``ov_copying`` and ``ov_positive_fraction`` of one checkpoint (weights only)."""
-    return circuit_scores(model, metrics=("ov_copying", "ov_positive_fraction"))
-
-
-def _composition_metric(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
-    """Q/K/V composition scores of every pair and the random baseline (weights only)."""
-    return circuit_scores(model, metrics=PAIR_METRICS + ("composition_baseline",))
-
-
-# The QK trace reads the previous-token examples: their number, and (for runs without a corpus)
-# the seed and token pool of the random stand-in.
-_PREV_SETTINGS = ("head_examples", "head_seed", "exclude_fraction")
-register_metric("qk_trace", _qk_trace_metric, version="1", settings=_PREV_SETTINGS,
-                default=False,
-                description="QK-eigenvalue trace of the previous-token K-composition term "
-                            "(qk_trace; qk_smear_trace for smeared keys)")
-register_metric("ov_copying", _ov_metric, version="1", settings=(), default=False,
-                description="OV circuit eigenvalues: ov_copying, ov_positive_fraction")
-register_metric("composition", _composition_metric, version="1", settings=(), default=False,
-                description="q/k/v_composition per head pair (source_layer/source_head) and "
-                            "composition_baseline")
-
-CIRCUIT_SWEEP_METRICS = ("qk_trace", "ov_copying", "composition")
-"""The names this module registers in :data:`induction_lens.evals.sweep.METRICS`."""
-
-VALIDATION_PAIRS: tuple[tuple[str, str], ...] = (("qk_trace", "prefix_matching"),
-                                                 ("ov_copying", "copying"))
-"""(weight-based measure, behavioural evaluator) pairs the paper validates against each other."""
-
-
-def validate_circuits(
-    hub: Hub | str | Path,
-    runs: Sequence[str] | str,
-    *,
-    every: int = 1,
-    settings: EvalSettings | None = None,
-    cache: bool = True,
-    progress: bool = True,
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Spearman correlations of the weight-based measures with the head activation evaluators.
-
-    Appendix "Validating head activation evaluators": the prefix-matching evaluator "correlates
-    well with the trace of QK eigenvalues for the previous-token QK-circuit term", and the
-    copying evaluator with the OV eigenvalue measure. Over every head x snapshot of ``runs``
-    (every ``every``-th checkpoint) this computes, with :func:`spearman`:
-
-    * ``"qk_trace~prefix_matching"`` over heads in layers >= 1 (the QK trace is undefined in
-      layer 0, so 1-layer runs contribute nothing);
-    * ``"ov_copying~copying"`` over all heads;
-    * ``"ov_positive_fraction~copying"`` (the companion OV measure);
-
-    pooled over ``runs``, and the same per run under ``"{run}:qk_trace~prefix_matching"`` etc.
-    The scores come from :func:`~induction_lens.evals.sweep.evaluate_run` (cached in the hub
-    unless ``cache=False``; pass ``cache=False`` for a hub you must not write into).
-
-    Returns:
-        ``(joined, coefficients)``: ``joined`` has one row per run, step, tokens, layer and head
-        with one column per measure (``qk_trace``, ``qk_smear_trace`` where present,
-        ``ov_copying``, ``ov_positive_fraction``, ``prefix_matching``, ``copying``,
-        ``previous_token``) — the scatter plots of the appendix; ``coefficients`` maps the
-        names above to Spearman's rho (NaN when fewer than 3 pairs).
-    """
-    runs = [runs] if isinstance(runs, str) else list(runs)
-    if not runs:
-        raise CircuitError("validate_circuits needs at least one run name")
-    metrics = ["qk_trace", "ov_copying", *HEAD_METRICS]
-    frames = [evaluate_run(hub, run, metrics=metrics, every=every, settings=settings,
-                           cache=cache, progress=progress) for run in runs]
-    long = tidy(pd.concat(frames, ignore_index=True))
-    long = long[long["layer"].notna()]
-    keys = ["run", "step", "tokens", "layer", "head"]
-    joined = long.pivot(index=keys, columns="metric", values="value").reset_index()
-    joined.columns.name = None
-    coefficients: dict[str, float] = {}
-    pairs = (*VALIDATION_PAIRS, ("ov_positive_fraction", "copying"))
-    for scope, frame in [(None, joined)] + [(run, joined[joined["run"] == run]) for run in runs]:
-        for weight_metric, behaviour in pairs:
-            name = f"{weight_metric}~{behaviour}"
-            if scope is not None:
-                name = f"{scope}:{name}"
-            rows = frame[frame["layer"] >= 1] if weight_metric == "qk_trace" else frame
-            coefficients[name] = spearman(rows[weight_metric], rows[behaviour])
-    return joined, coefficients

@@ -9,22 +9,24 @@ local hub.
 
 What it computes and what it reuses. Measurements come from the cached sweeps: the per-token
 losses, the head evaluators and the QK trace through
-:func:`~induction_lens.evals.sweep.evaluate_run` (``RUN/evals/{metric}.parquet``), the
-ablations through :func:`~induction_lens.evals.ablations.ablate_run`
-(``RUN/evals/ablations_{kind}.parquet``). A first build evaluates what is missing; a second
+:func:`~induction_lens.runs.evaluate.evaluate_run` (``RUN/evals/{metric}.parquet``), the
+ablations through :func:`~induction_lens.runs.ablate_run` (the ``ablation_{kind}`` metric,
+cached the same way). A first build evaluates what is missing; a second
 build of the same runs only reads parquet files and draws. Phase-change windows come from
-:func:`~induction_lens.evals.phases.phase_changes` (the shaded band is the ICL-score window, the
+:func:`~induction_lens.analysis.phases.phase_changes` (the shaded band is the ICL-score window, the
 paper's defining measurement); head types for the ablation colours from
-:func:`~induction_lens.evals.heads.classify_heads` on the sweep's scores at each run's newest
-checkpoint (what :func:`~induction_lens.evals.ablations.head_types` computes, without loading
-the model again).
+:func:`~induction_lens.analysis.classify_heads` on the sweep's scores at each run's newest
+checkpoint (what :func:`~induction_lens.runs.head_types` computes, without loading the model
+again).
+
+Level: ``viz`` (reads runs through ``runs``; prints nothing: ``induction-lens report`` is in
+:mod:`induction_lens.cli`).
 
 The page embeds plotly.js once, inline, so it opens offline and from a file; each figure is a
 ``<div class="plotly-graph-div">`` drawn by its own small script. Within a row, the panels share
 their axis ranges (and colour ranges) so that columns compare at a glance, as in the paper.
 """
 
-import argparse
 import dataclasses
 import datetime as dt
 import html
@@ -41,10 +43,16 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
-from induction_lens import plots
+from induction_lens import viz as plots
 from induction_lens._version import __version__
-from induction_lens.evals.common import EvalError, tidy
-from induction_lens.hub import Hub, atomic_write_bytes, git_hash
+from induction_lens.analysis.heads import classify_heads
+from induction_lens.analysis.losses import loss_log_derivative, per_token_loss_pca
+from induction_lens.analysis.phases import phase_changes
+from induction_lens.errors import EvalError
+from induction_lens.hub import Hub
+from induction_lens.io import atomic_write_bytes, git_hash
+from induction_lens.runs.ablations import ablate_run, ablation_path, with_head_types
+from induction_lens.runs.evaluate import evaluate_run
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +60,7 @@ __all__ = [
     "REPORT_METRICS",
     "Report",
     "ReportError",
-    "add_report_parser",
     "build_report",
-    "cmd_report",
     "render_report",
 ]
 
@@ -89,7 +95,7 @@ class Row:
     """The table's group: "PCA", "Models over training", "Attention heads over training" or
     "Ablations"."""
     draw: Callable[["_RunData", "_Context"], go.Figure]
-    """Draws the panel of one run; a :class:`~induction_lens.plots.PlotError` becomes a
+    """Draws the panel of one run; a :class:`~induction_lens.viz.PlotError` becomes a
     written note in the cell (e.g. the QK trace of a one-layer model)."""
     share: tuple[str, ...] = ("x", "y")
     """Axes (``x``, ``y``, ``z`` for heatmap colours) whose range is shared along the row."""
@@ -135,7 +141,6 @@ def _draw_heatmap(data: _RunData, ctx: _Context) -> go.Figure:
 
 
 def _draw_derivative(data: _RunData, ctx: _Context) -> go.Figure:
-    from induction_lens.evals.losses import loss_log_derivative
 
     return _no_title(plots.loss_derivative_heatmap(loss_log_derivative(data.frame), title=None))
 
@@ -165,11 +170,11 @@ def _draw_ablation(name: str) -> Callable[[_RunData, _Context], go.Figure]:
         if data.ablations is None:
             raise plots.PlotError("no ablations of this run in the hub (build with "
                                   "--ablations yes, or run `induction-lens ablate`)")
-        full = f"ablation_{ctx.kind}_{name}"
-        if name == "before_after_projection" and not (data.ablations["metric"] == full).any():
+        rows = data.ablations[data.ablations["kind"] == ctx.kind]
+        if name == "before_after_projection" and not (rows["metric"] == name).any():
             raise plots.PlotError("no before-and-after vector: no phase change was detected in "
                                   "this run's ICL score, so there is no window to take it over")
-        return _no_title(plots.ablation_attribution(data.ablations, metric=full,
+        return _no_title(plots.ablation_attribution(data.ablations, metric=name,
                                                     windows=data.windows, title=None))
     return draw
 
@@ -292,42 +297,28 @@ def _model_summary(hub: Hub, run: str) -> dict[str, Any]:
 
 
 def _head_types(frame: pd.DataFrame) -> pd.DataFrame | None:
-    from induction_lens.evals.heads import classify_heads
-
     newest = frame[frame["step"] == frame["step"].max()]
     heads = newest[newest["metric"].isin(["prefix_matching", "copying", "previous_token"])
                    & newest["layer"].notna()]
     if heads.empty:
         return None
-    return classify_heads(heads.drop(columns=["run", "step", "tokens"]))
+    return classify_heads(heads.drop(columns=["run", "step", "train_tokens"]))
 
 
 def _ablations(hub: Hub, run: str, mode: AblationMode, kind: str, every: int, settings: Any,
                device: Any, progress: bool, frame: pd.DataFrame) -> pd.DataFrame | None:
-    from induction_lens.evals import ablations as A
-
-    path = A.ablation_path(hub, run, kind)
-    if mode == "no":
+    if mode == "no" or (mode == "auto" and not ablation_path(hub, run, kind).is_file()):
         return None
-    if mode == "yes":
-        result = A.ablate_run(hub, run, kind, every=every, settings=settings, device=device,
-                              progress=progress)
-    elif path.is_file():
-        result = tidy(pd.read_parquet(path))
-    else:
-        return None
+    # "auto" uses the run's cached ablations (completing checkpoints the cache lacks).
+    result = ablate_run(hub, run, kind, every=every, settings=settings, device=device,
+                        progress=progress)
     types = _head_types(frame)
-    return A.with_head_types(result, types) if types is not None else result
+    return with_head_types(result, types) if types is not None else result
 
 
 def _gather(hub: Hub, runs: list[str], *, every: int, settings: Any, ablations: AblationMode,
             kind: str, device: Any, progress: bool
             ) -> tuple[list[_RunData], _Context]:
-    import induction_lens.evals.circuits  # noqa: F401  (registers the qk_trace metric)
-    from induction_lens.evals.losses import per_token_loss_pca
-    from induction_lens.evals.phases import phase_changes
-    from induction_lens.evals.sweep import evaluate_run
-
     data = []
     for run in runs:
         frame = evaluate_run(hub, run, metrics=list(REPORT_METRICS), every=every,
@@ -549,11 +540,11 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
         runs: run names, one column each, in this order.
         out: the HTML file to write (atomically).
         every: evaluate every ``every``-th checkpoint (and the newest).
-        settings: :class:`~induction_lens.evals.sweep.EvalSettings` (default: laptop sizes).
+        settings: :class:`~induction_lens.runs.evaluate.EvalSettings` (default: laptop sizes).
         ablations: "auto" (default; also None): draw the ablation rows from the runs' cached
-            ``ablations_{kind}.parquet`` where present, and leave the rows out when no run has
+            ``ablation_{kind}.parquet`` where present, and leave the rows out when no run has
             one; "yes" (True): compute missing ablations with
-            :func:`~induction_lens.evals.ablations.ablate_run` (minutes per run on a laptop);
+            :func:`~induction_lens.runs.ablations.ablate_run` (minutes per run on a laptop);
             "no" (False): no ablation rows.
         kind: ablation kind, "pattern" (the paper's pattern-preserving) or "full".
         title: page title (default "Model Analysis Table").
@@ -563,7 +554,7 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
     Returns:
         A :class:`Report` (path, figures drawn, cells left as notes, wall time).
     """
-    from induction_lens.evals.ablations import AblationKind
+    from induction_lens.measures.ablations import AblationKind
 
     started = time.monotonic()
     aliases: dict[Any, AblationMode] = {None: "auto", True: "yes", False: "no"}
@@ -580,8 +571,8 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
     if out.suffix.lower() not in (".html", ".htm"):
         raise ReportError(f"out={str(out)!r} should be an .html file")
 
-    from induction_lens.evals.losses import icl_indices
-    from induction_lens.evals.sweep import EvalSettings
+    from induction_lens.measures.losses import icl_indices
+    from induction_lens.runs.evaluate import EvalSettings
 
     settings = settings if settings is not None else EvalSettings()
     data, ctx = _gather(hub, names, every=every, settings=settings, ablations=mode, kind=kind,
@@ -626,7 +617,7 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
              "on a log axis; panels of a row share their axes. Hover a line for its values; "
              "drag to zoom, double-click to reset.</p>"
              "<p>Phase-change windows are detected from the curves (shaded: the ICL-score "
-             "window); see <code>induction_lens.evals.phases</code> for the criteria.</p>")
+             "window); see <code>induction_lens.analysis.phases</code> for the criteria.</p>")
     settings_text = html.escape(", ".join(f"{k}={v}" for k, v in
                                           dataclasses.asdict(settings).items()))
     commit = git_hash()
@@ -643,45 +634,5 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
 
 
 # ============================================================================ CLI
-def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``induction-lens report --hub DIR --runs R1 R2 ... --out report.html``."""
-    p = subparsers.add_parser(
-        "report", help="write the Model Analysis Table of runs as one offline HTML page",
-        description="Evaluate what is missing (cached in RUN/evals) and write one "
-                    "self-contained HTML page laid out like the paper's Model Analysis Table: "
-                    "a row per measurement, a column per run. It opens offline.")
-    p.add_argument("--hub", default="hub", help="hub directory (default ./hub)")
-    p.add_argument("--runs", nargs="+", required=True, metavar="RUN",
-                   help="run names, one column each")
-    p.add_argument("--out", default="report.html", help="HTML file (default report.html)")
-    p.add_argument("--every", type=int, default=1, help="use every k-th checkpoint")
-    p.add_argument("--ablations", choices=["auto", "yes", "no"], default="auto",
-                   help="auto: draw cached ablations where present (default); yes: compute "
-                        "missing ones (slow); no: leave the ablation rows out")
-    p.add_argument("--kind", choices=["pattern", "full"], default="pattern",
-                   help="ablation kind (pattern-preserving is the paper's)")
-    p.add_argument("--n-examples", type=int, default=None,
-                   help="evaluation examples for per-token losses (default: the sweep's)")
-    p.add_argument("--title", default=None, help="page title")
-    p.add_argument("--device", default=None, help="torch device (default cpu)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_report)
-    return p
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """Handler of ``induction-lens report``: builds the page, prints where and what it wrote."""
-    from induction_lens.evals.sweep import EvalSettings
-
-    settings = EvalSettings()
-    if args.n_examples is not None:
-        settings = dataclasses.replace(settings, n_examples=args.n_examples)
-    report = build_report(args.hub, args.runs, args.out, every=args.every, settings=settings,
-                          ablations=args.ablations, kind=args.kind, title=args.title,
-                          device=args.device, progress=not args.quiet)
-    print(f"wrote {report.path} ({len(report.runs)} runs, {len(report.rows)} rows, "
-          f"{report.figures} figures, {report.size_bytes / 2**20:.1f} MiB) in "
-          f"{report.seconds:.1f} s")
-    for note in report.notes:
-        print(f"  note: {note}")
-    return 0

@@ -1,0 +1,116 @@
+"""The built-in metrics, registered in this one place.
+
+Level: ``runs``. :mod:`induction_lens.runs` calls :func:`register_builtin_metrics` once when it
+is imported; nothing else registers as a side effect of an import.
+
+===================  =========  ==================================================================
+metric               default    rows
+===================  =========  ==================================================================
+``losses``           yes        ``loss``, ``icl_score`` (model level), ``loss_by_position``
+                                (per ``position``), ``loss_per_example`` (per ``example``)
+``prefix_matching``  yes        prefix-matching score per head
+``copying``          yes        copying score per head
+``previous_token``   yes        previous-token score per head
+``qk_trace``         no         QK-eigenvalue trace (``qk_trace``; ``qk_smear_trace``)
+``ov_copying``       no         ``ov_copying``, ``ov_positive_fraction`` per head
+``composition``      no         ``q/k/v_composition`` per head pair, ``composition_baseline``
+``ablation_pattern`` no         pattern-preserving ablation reports (``kind`` = "pattern")
+``ablation_full``    no         full ablation reports (``kind`` = "full")
+===================  =========  ==================================================================
+"""
+
+import numpy as np
+import pandas as pd
+from transformer_lens import HookedTransformer
+
+from induction_lens.frame import head_frame
+from induction_lens.measures.circuits import PAIR_METRICS
+from induction_lens.measures.losses import summarise_losses
+from induction_lens.runs.ablations import ABLATION_SETTINGS, ablation_metric, ablation_run_key
+from induction_lens.runs.circuits import (
+    PREV_SETTINGS,
+    composition_metric,
+    ov_metric,
+    qk_trace_metric,
+)
+from induction_lens.runs.context import EvalContext
+from induction_lens.runs.registry import MetricFn, register_metric
+
+__all__ = ["DEFAULT_METRICS", "register_builtin_metrics"]
+
+DEFAULT_METRICS: tuple[str, ...] = ("losses", "prefix_matching", "copying", "previous_token")
+"""The metrics :func:`~induction_lens.runs.evaluate_run` computes when none are named."""
+
+HEAD_SETTINGS = ("batch_size", "head_examples", "head_seq_len", "head_repeats", "head_seed",
+                 "exclude_fraction")
+"""The settings the head activation evaluators read."""
+
+
+def losses_metric(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
+    """Per-token losses (appendix "(1) Per-token losses"): the loss curve value, the ICL score,
+    the context-index average and the random-token-per-example vector."""
+    s = ctx.settings
+    summary = summarise_losses(model, ctx.eval_tokens, random_index=ctx.random_index,
+                               indices=s.icl_indices, batch_size=s.batch_size,
+                               logits_budget=s.logits_budget)
+    by_pos = summary.by_position[1:].double().numpy()
+    n = len(summary.per_example)
+    return pd.concat([
+        pd.DataFrame({"metric": ["loss", "icl_score"],
+                      "value": [summary.loss, summary.icl_score]}),
+        pd.DataFrame({"metric": "loss_by_position", "value": by_pos,
+                      "position": np.arange(1, len(by_pos) + 1)}),
+        pd.DataFrame({"metric": "loss_per_example",
+                      "value": summary.per_example.double().numpy(),
+                      "position": summary.random_index.numpy(), "example": np.arange(n)}),
+    ], ignore_index=True)
+
+
+def head_metric(name: str) -> MetricFn:
+    """The metric function of head activation evaluator ``name`` (appendix "(3)")."""
+    def fn(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
+        if name == "previous_token":
+            return head_frame({name: ctx.previous_token_scores(model)})
+        return head_frame({name: ctx.repeated_scores(model)[name]})
+
+    fn.__name__ = f"{name}_metric"
+    fn.__doc__ = f"Head activation evaluator {name!r} (appendix (3))."
+    return fn
+
+
+def register_builtin_metrics() -> None:
+    """Register every built-in metric (idempotent: re-registering the same function is a no-op)."""
+    register_metric("losses", losses_metric, version="1",
+                    settings=("n_examples", "index_seed", "icl_indices", "batch_size",
+                              "logits_budget"),
+                    description="loss, icl_score, loss_by_position, loss_per_example",
+                    rows=("loss", "icl_score", "loss_by_position", "loss_per_example"))
+    for name, extra in (("prefix_matching", ()), ("copying", ("copying_bos",)),
+                        ("previous_token", ())):
+        register_metric(name, _HEAD_FNS[name], version="1", settings=HEAD_SETTINGS + extra,
+                        description=f"{name.replace('_', '-')} score per head")
+    # The QK trace reads the previous-token examples: their number, and (for runs without a
+    # corpus) the seed and token pool of the random stand-in.
+    register_metric("qk_trace", qk_trace_metric, version="1", settings=PREV_SETTINGS,
+                    default=False,
+                    description="QK-eigenvalue trace of the previous-token K-composition term "
+                                "(qk_trace; qk_smear_trace for smeared keys)",
+                    rows=("qk_smear_trace",))
+    register_metric("ov_copying", ov_metric, version="1", settings=(), default=False,
+                    description="OV circuit eigenvalues: ov_copying, ov_positive_fraction",
+                    rows=("ov_positive_fraction",))
+    register_metric("composition", composition_metric, version="1", settings=(),
+                    default=False,
+                    description="q/k/v_composition per head pair (source_layer/source_head) "
+                                "and composition_baseline",
+                    rows=PAIR_METRICS + ("composition_baseline",))
+    for kind in ("pattern", "full"):
+        register_metric(f"ablation_{kind}", _ABLATION_FNS[kind], version="2",
+                        settings=ABLATION_SETTINGS, default=False, run_key=ablation_run_key,
+                        description=f"{kind} ablation of every head: icl_score_delta, "
+                                    "before_after_projection, random_token_loss_delta, "
+                                    "context_loss_delta, clean_* (kind column)")
+
+
+_HEAD_FNS = {name: head_metric(name) for name in ("prefix_matching", "copying", "previous_token")}
+_ABLATION_FNS = {kind: ablation_metric(kind) for kind in ("pattern", "full")}
