@@ -69,7 +69,18 @@ def test_model_frame_keeps_the_optional_columns_it_is_asked_for():
     assert model_frame([]).columns.tolist() == ["layer", "head", "metric", "value"]
 
 
-@pytest.mark.parametrize("name", sorted(METRICS))
+def _check_rows(name, frame, n_layers, n_heads):
+    assert len(frame), f"{name} wrote no rows"
+    check_frame(frame)
+    assert set(frame.columns) <= set(TIDY_COLUMNS) | set(OPTIONAL_COLUMNS), name
+    per_head = frame[frame.layer.notna()]
+    assert per_head.layer.between(0, n_layers - 1).all()
+    assert per_head["head"].between(0, n_heads - 1).all()
+    if name.startswith("ablation_"):
+        assert set(frame["kind"]) == {name.removeprefix("ablation_")}
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in METRICS.items() if m.task == "language"))
 def test_every_registered_metric_follows_the_schema(name, tiny_model):
     from induction_lens.data import make_corpus
 
@@ -78,11 +89,25 @@ def test_every_registered_metric_follows_the_schema(name, tiny_model):
                             batch_size=8)
     frame = evaluate_model(tiny_model, metrics=[name], eval_tokens=corpus.eval_tokens,
                            settings=settings)
-    assert len(frame), f"{name} wrote no rows"
-    check_frame(frame)
-    assert set(frame.columns) <= set(TIDY_COLUMNS) | set(OPTIONAL_COLUMNS), name
-    per_head = frame[frame.layer.notna()]
-    assert per_head.layer.between(0, tiny_model.cfg.n_layers - 1).all()
-    assert per_head["head"].between(0, tiny_model.cfg.n_heads - 1).all()
-    if name.startswith("ablation_"):
-        assert set(frame["kind"]) == {name.removeprefix("ablation_")}
+    _check_rows(name, frame, tiny_model.cfg.n_layers, tiny_model.cfg.n_heads)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in METRICS.items() if m.task == "reddy"))
+def test_every_reddy_metric_follows_the_schema(name, tmp_path):
+    import induction_lens as il
+    from induction_lens.config import ReddyNetSpec, ReddyTaskSpec, RunConfig, TrainConfig
+    from induction_lens.runs import evaluate_run
+
+    task = ReddyTaskSpec(K=32, L=8, N=4, D=7, n_pos=9, p_C=0.5)
+    train = TrainConfig(steps=2, batch_size=8, lr=0.05, warmup_steps=0, grad_clip=None,
+                        checkpoint_every=2, optimizer="sgd")
+    il.train(RunConfig(ReddyNetSpec.for_task(task), train, task), hub=tmp_path, run="r",
+             device="cpu", progress=False)
+    frame = evaluate_run(tmp_path, "r", metrics=[name], settings=EvalSettings(n_examples=16),
+                         progress=False)
+    _check_rows(name, frame, 2, 1)
+    assert frame.step.tolist().count(2) == len(frame) // 2  # both checkpoints, same rows
+    with pytest.raises(EvalError, match="measure other runs"):
+        evaluate_run(tmp_path, "r", metrics="losses", progress=False)
+    default = evaluate_run(tmp_path, "r", settings=EvalSettings(n_examples=16), progress=False)
+    assert set(default.metric) == set(frame.metric)  # the defaults of a Reddy run

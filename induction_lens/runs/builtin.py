@@ -16,7 +16,11 @@ metric               default    rows
 ``composition``      no         ``q/k/v_composition`` per head pair, ``composition_baseline``
 ``ablation_pattern`` no         pattern-preserving ablation reports (``kind`` = "pattern")
 ``ablation_full``    no         full ablation reports (``kind`` = "full")
+``reddy``            yes [R]    Reddy 2023 runs only: ``{ic,ic2,iw,train}_{accuracy,loss}``,
+                                ``ila1``, ``tila2``, ``tla2``, ``cla`` (model level)
 ===================  =========  ==================================================================
+
+[R]: the default for Reddy 2023 runs; the others are the defaults of language-model runs.
 """
 
 import numpy as np
@@ -34,6 +38,7 @@ from induction_lens.runs.circuits import (
     qk_trace_metric,
 )
 from induction_lens.runs.context import EvalContext
+from induction_lens.runs.reddy import REDDY_ROWS, reddy_metric
 from induction_lens.runs.registry import MetricFn, register_metric
 
 __all__ = ["DEFAULT_METRICS", "register_builtin_metrics"]
@@ -104,6 +109,10 @@ def register_builtin_metrics() -> None:
                     description="q/k/v_composition per head pair (source_layer/source_head) "
                                 "and composition_baseline",
                     rows=PAIR_METRICS + ("composition_baseline",))
+    register_metric("reddy", reddy_metric, version="1", settings=("n_examples",), task="reddy",
+                    rows=REDDY_ROWS,
+                    description="Reddy 2023: ic/ic2/iw/train accuracy and loss, ila1, tila2, "
+                                "tla2, cla")
     for kind in ("pattern", "full"):
         register_metric(f"ablation_{kind}", _ABLATION_FNS[kind], version="2",
                         settings=ABLATION_SETTINGS, default=False, run_key=ablation_run_key,

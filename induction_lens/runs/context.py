@@ -11,6 +11,7 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
+from induction_lens.config import RunConfig
 from induction_lens.constants import BOS_TOKEN_ID
 from induction_lens.data import evaluator_token_pool, repeated_tokens
 from induction_lens.errors import EvalError
@@ -36,12 +37,14 @@ class EvalContext:
     def __init__(self, settings: EvalSettings, *, d_vocab: int, n_ctx: int,
                  eval_tokens: Callable[[int], Tensor] | Tensor | None = None,
                  token_frequencies: np.ndarray | None = None, hub: Hub | None = None,
-                 run: str | None = None):
+                 run: str | None = None, config: RunConfig | None = None):
         self.settings = settings
         self.d_vocab = d_vocab
         self.n_ctx = n_ctx
         self.hub = hub
         self.run = run
+        self.config = config
+        """The run's config (None for a model outside a hub)."""
         self._eval_source = eval_tokens
         self._frequencies = token_frequencies
         self._cache: dict[str, Any] = {}
@@ -60,9 +63,14 @@ class EvalContext:
                 corpus.append(hub.corpus(run))
             return corpus[0].eval_tokens(n)
 
-        return cls(settings, d_vocab=cfg.model.d_vocab, n_ctx=cfg.model.n_ctx,
+        return cls(settings, d_vocab=getattr(cfg.model, "d_vocab", 0), n_ctx=cfg.model.n_ctx,
                    eval_tokens=eval_tokens, token_frequencies=hub.token_frequencies(run),
-                   hub=hub, run=run)
+                   hub=hub, run=run, config=cfg)
+
+    @property
+    def task(self) -> str:
+        """The kind of run: "reddy" for Reddy 2023's classifier, else "language"."""
+        return "reddy" if self.config is not None and self.config.is_reddy else "language"
 
     def begin_checkpoint(self, step: int | None, train_tokens: int | None) -> None:
         """Start a checkpoint: clears the memo."""

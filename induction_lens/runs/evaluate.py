@@ -39,6 +39,7 @@ from transformer_lens import HookedTransformer
 from induction_lens.errors import EvalError, HubError
 from induction_lens.frame import tidy
 from induction_lens.hub import Hub
+from induction_lens.models.reddy import ReddyNetwork
 from induction_lens.runs.cache import MetricState, cache_path
 from induction_lens.runs.context import EvalContext
 from induction_lens.runs.registry import Metric, select_metrics
@@ -83,7 +84,7 @@ def evaluate_model(model: HookedTransformer, *, metrics: Sequence[str] | str | N
                       eval_tokens=eval_tokens, token_frequencies=token_frequencies)
     ctx.begin_checkpoint(None, None)
     frames = [_keep(_run_metric(m, model, ctx), rows)
-              for m, rows in select_metrics(metrics).items()]
+              for m, rows in select_metrics(metrics, task=_task(model)).items()]
     return tidy(pd.concat(frames, ignore_index=True))
 
 
@@ -119,7 +120,8 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
     """
     hub = Hub.of(hub)
     settings = settings if settings is not None else EvalSettings()
-    chosen = select_metrics(metrics)
+    ctx = EvalContext.from_hub(hub, run, settings)
+    chosen = select_metrics(metrics, task=ctx.task)
     entries = hub.manifest(run)
     if not entries:
         raise HubError(f"run {run!r} has no complete checkpoint to evaluate")
@@ -128,7 +130,6 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
     wanted = hub.select_checkpoints(run, every=every, steps=steps)
     sha = {e.step: e.sha256 for e in wanted}
 
-    ctx = EvalContext.from_hub(hub, run, settings)
     states = []
     for metric in chosen:
         state = MetricState(metric, cache_path(hub, run, metric.name),
@@ -169,6 +170,11 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
     # Metrics in the order asked for, each sorted by step (stable: rows keep their order).
     out = tidy(pd.concat(parts, ignore_index=True))
     return out.sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def _task(model: HookedTransformer) -> str:
+    """The kind of run ``model`` belongs to (:attr:`~induction_lens.runs.registry.Metric.task`)."""
+    return "reddy" if isinstance(model, ReddyNetwork) else "language"
 
 
 def _keep(frame: pd.DataFrame, rows: set[str] | None) -> pd.DataFrame:

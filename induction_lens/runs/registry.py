@@ -18,7 +18,7 @@ which :func:`~induction_lens.runs.evaluate_run` adds. Register your own with
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from transformer_lens import HookedTransformer
@@ -30,7 +30,11 @@ from induction_lens.runs.settings import ALL_SETTINGS, EvalSettings
 if TYPE_CHECKING:
     from induction_lens.runs.context import EvalContext
 
-__all__ = ["METRICS", "Metric", "MetricFn", "register_metric", "resolve_metrics"]
+__all__ = ["METRICS", "Metric", "MetricFn", "Task", "register_metric", "resolve_metrics",
+           "select_metrics"]
+
+Task = Literal["language", "reddy"]
+"""The kinds of run a metric can measure."""
 
 
 MetricFn = Callable[[HookedTransformer, "EvalContext"], pd.DataFrame]
@@ -59,6 +63,9 @@ class Metric:
     """The values its rows carry in the ``metric`` column (``losses`` writes ``loss``,
     ``icl_score``, ...): they may be asked for by name, e.g. ``evaluate_run(metrics="icl_score")``
     computes ``losses`` and returns only its ``icl_score`` rows."""
+    task: Task = "language"
+    """The kind of run it measures: "language" (the paper's language models, and imported
+    series) or "reddy" (Reddy 2023's classifier); defaults are chosen per kind."""
 
     def cache_key(self, settings: EvalSettings, ctx: "EvalContext | None" = None
                   ) -> dict[str, Any]:
@@ -79,7 +86,7 @@ def register_metric(name: str, fn: MetricFn | None = None, *, version: str,
                     settings: Iterable[str] | None = None, description: str = "",
                     default: bool = True, replace: bool = False,
                     run_key: Callable[["EvalContext"], dict[str, Any]] | None = None,
-                    rows: Iterable[str] = ()):
+                    rows: Iterable[str] = (), task: "Task" = "language"):
     """Register ``fn`` under ``name``; use directly or as a decorator.
 
     Args:
@@ -93,6 +100,7 @@ def register_metric(name: str, fn: MetricFn | None = None, *, version: str,
         replace: allow replacing an existing registration.
         run_key: see :attr:`Metric.run_key`.
         rows: the ``metric`` column values it writes (see :attr:`Metric.rows`).
+        task: the kind of run it measures (see :attr:`Metric.task`).
 
     Returns:
         ``fn`` (so the decorator form leaves the function usable).
@@ -114,7 +122,7 @@ def register_metric(name: str, fn: MetricFn | None = None, *, version: str,
             raise EvalError(f"metric {name!r} is already registered; pass replace=True to "
                             "replace it")
         METRICS[name] = Metric(name, func, version, tuple(sorted(set(keys))), description,
-                               default, run_key, tuple(rows))
+                               default, run_key, tuple(rows), task)
         return func
 
     return register if fn is None else register(fn)
@@ -126,29 +134,38 @@ def resolve_metrics(metrics: Sequence[str] | str | None) -> list[Metric]:
     return list(select_metrics(metrics))
 
 
-def select_metrics(metrics: Sequence[str] | str | None) -> dict[Metric, set[str] | None]:
+def select_metrics(metrics: Sequence[str] | str | None, *, task: "Task | None" = None
+                   ) -> dict[Metric, set[str] | None]:
     """What to compute for ``metrics`` and which of its rows to return.
 
     ``metrics`` is a list or a comma-separated string of registry names (``losses``), row
     names a metric declares in :attr:`Metric.rows` (``icl_score``), or "all"; None: the
-    default metrics. Returns ``{metric: row names to keep, or None for all its rows}`` in the
-    order asked for.
+    default metrics. ``task`` (the kind of run, see :attr:`Metric.task`) picks the defaults
+    and "all", and refuses a named metric of another kind; None: any. Returns ``{metric: row
+    names to keep, or None for all its rows}`` in the order asked for.
 
     Raises:
-        EvalError: a name that is neither, naming both vocabularies.
+        EvalError: a name that is neither, naming both vocabularies; a metric of another task.
     """
+    def fits(m: Metric) -> bool:
+        return task is None or m.task == task
+
     if metrics is None:
-        return {m: None for m in METRICS.values() if m.default}
+        return {m: None for m in METRICS.values() if m.default and fits(m)}
     if isinstance(metrics, str):
         metrics = [metrics]
     names = [n for item in metrics for n in str(item).split(",") if n]
     if names == ["all"]:
-        return {m: None for m in METRICS.values()}
+        return {m: None for m in METRICS.values() if fits(m)}
     by_row = {row: m for m in METRICS.values() for row in m.rows}
     unknown = [n for n in names if n not in METRICS and n not in by_row]
     if unknown or not names:
         raise EvalError(f"unknown metric(s) {unknown or names}; registered: {sorted(METRICS)} "
                         f"(or a row they write: {sorted(by_row)})")
+    wrong = [n for n in names if not fits(METRICS[n] if n in METRICS else by_row[n])]
+    if wrong:
+        raise EvalError(f"metric(s) {wrong} measure other runs than {task} runs; choose from "
+                        f"{sorted(m.name for m in METRICS.values() if fits(m))}")
     chosen: dict[Metric, set[str] | None] = {}
     for name in names:
         if name in METRICS:

@@ -53,6 +53,7 @@ from induction_lens.hub import Hub
 from induction_lens.io import atomic_write_bytes, git_hash
 from induction_lens.runs.ablations import ablate_run, ablation_path, with_head_types
 from induction_lens.runs.evaluate import evaluate_run
+from induction_lens.viz._common import _axis_values
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +382,7 @@ def _share_ranges(figures: list[go.Figure], axes: Sequence[str]) -> None:
         log = all((getattr(fig.layout, f"{axis}axis").type == "log") for fig in figures)
         heatmap = any(tr.type == "heatmap" for fig in figures for tr in fig.data)
         if log:
-            v = np.concatenate([plots._axis_values(fig, axis) for fig in figures])
+            v = np.concatenate([_axis_values(fig, axis) for fig in figures])
             v = np.log10(v)
         else:
             parts = [_finite(getattr(tr, axis, None)) for fig in figures for tr in fig.data]
