@@ -113,11 +113,71 @@ def _summary(obj) -> str:
     return first.replace("|", "\\|")
 
 
+def _exports_table(module) -> list[str]:
+    """Rows of a package's re-exported names (``__all__``), each linked to where it is defined."""
+    collection = package().modules_collection
+    lines = ["| Name | Module | Summary |", "| --- | --- | --- |"]
+    for name in module.exports or []:
+        if name.startswith("__"):
+            continue
+        path = griffe_roles.resolve(name, package(), collection) if module.path == PACKAGE \
+            else f"{module.path}.{name}"
+        try:
+            target = collection.get_member(path) if path else None
+            if target is not None and target.is_alias:
+                target = target.final_target
+        except Exception:  # an alias griffe cannot follow (e.g. il.plots = viz)
+            target = None
+        if target is None:
+            lines.append(f"| `{name}` | | |")
+            continue
+        where = target.path if target.is_module else target.module.path
+        anchor = f"{module.path}.{name}" if not target.is_module and _private_home(target) \
+            else target.path
+        lines.append(f"| [`{name}`][{anchor}] | `{where.removeprefix(PACKAGE + '.')}` | "
+                     f"{_summary(target)} |")
+    return lines
+
+
+def _private_home(target) -> bool:
+    return any(part.startswith("_") for part in target.module.path.split("."))
+
+
+def _page_members(module) -> list[str]:
+    """What a package page renders itself: the names it defines, and the re-exports whose
+    defining module is private (they have no other page); other re-exports are linked."""
+    names = []
+    for name, member in module.members.items():
+        if name.startswith("_"):
+            continue
+        if member.is_alias:
+            if not member.target_path.startswith(PACKAGE + "."):
+                continue  # an import of another package (importlib, warnings, ...)
+            try:
+                target = member.final_target
+            except Exception:  # an alias griffe cannot follow
+                continue
+            if target.is_module or not _private_home(target):
+                continue
+        elif member.is_module:
+            continue
+        names.append(name)
+    return names
+
+
 def api_page(module: str) -> str:
-    if module != PACKAGE:
+    member = package() if module == PACKAGE else package().modules_collection.get_member(module)
+    if not (member.is_package or member.is_subpackage):
         return f"::: {module}\n"
-    pkg = package()
-    exported = pkg.exports or []
+    own = _page_members(member)
+    options = ["    options:", "      members:", *(f"        - {n}" for n in own),
+               "      show_root_heading: false", ""] if own else \
+        ["    options:", "      members: false", "      show_root_heading: false", ""]
+    if module != PACKAGE:
+        # A package page: its docstring, then its re-exports linked to the modules that define
+        # them (rendering the aliases here too would give every name two anchors).
+        return "\n".join([f"# `{module}`", "", f"::: {module}", *options, "## Exports", "",
+                           *_exports_table(member), ""])
     lines = [
         "# API reference",
         "",
@@ -125,28 +185,16 @@ def api_page(module: str) -> str:
         "The names below are the top-level public API (`induction_lens.__all__`), "
         "importable as `from induction_lens import NAME`.",
         "",
-        "| Name | Module | Summary |",
-        "| --- | --- | --- |",
+        *_exports_table(member),
     ]
-    collection = pkg.modules_collection
-    for name in exported:
-        if name.startswith("__"):
-            continue
-        path = griffe_roles.resolve(name, pkg, collection)
-        if path is None:
-            lines.append(f"| `{name}` | | |")
-            continue
-        target = collection.get_member(path)
-        module = target.module.path.removeprefix(PACKAGE + ".")
-        lines.append(f"| [`{name}`][{path}] | `{module}` | {_summary(target)} |")
     lines += ["", "## Modules", ""]
+    collection = member.modules_collection
     for mod in public_modules():
         if mod == PACKAGE:
             continue
         summary = _summary(collection.get_member(mod))
         lines.append(f"- [`{mod}`]({mod}.md): {summary}")
-    lines += ["", f"::: {PACKAGE}", "    options:", "      members: false",
-              "      show_root_heading: false", ""]
+    lines += ["", f"::: {PACKAGE}", *options]
     return "\n".join(lines)
 
 
