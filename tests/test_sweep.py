@@ -235,15 +235,21 @@ def test_settings_validation():
     assert EvalSettings.paper().n_examples == 10_000
 
 
-def test_detect_phase_window_is_the_sweep_plus_detection(tiny_hub):
-    settings = EvalSettings(n_examples=8)
-    got = detect_phase_window(tiny_hub, "tiny", settings=settings, cache=False)
-    frame = evaluate_run(tiny_hub, "tiny", metrics=["losses"], settings=settings, cache=False,
-                         progress=False)
-    assert got == detect_phase_change(frame, signal="icl_score")
-    assert not (tiny_hub.run_dir("tiny") / "evals").exists()
+@pytest.mark.slow
+def test_detect_phase_window_is_the_sweep_plus_detection(trained_hub):
+    """On the 2-layer run, which has a phase change, the window equals detection on the
+    sweep's frame and lies inside the run; the 1-layer run has none."""
+    settings = EvalSettings(n_examples=64)
+    got = detect_phase_window(trained_hub, "attn-only-2l", settings=settings, cache=False)
+    frame = evaluate_run(trained_hub, "attn-only-2l", metrics=["losses"], settings=settings,
+                         cache=False, progress=False)
+    assert got is not None and got == detect_phase_change(frame, signal="icl_score")
+    assert 0 < got.start_step < got.end_step <= 800 and got.change < 0
+    assert detect_phase_window(trained_hub, "attn-only-1l", settings=settings,
+                               cache=False) is None
+    assert not (trained_hub.run_dir("attn-only-2l") / "evals").exists()
     with pytest.raises(EvalError, match="unknown signal"):
-        detect_phase_window(tiny_hub, "tiny", signal="bogus")
+        detect_phase_window(trained_hub, "attn-only-2l", signal="bogus")
 
 
 # ----------------------------------------------------------------------------- CLI
