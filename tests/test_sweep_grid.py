@@ -211,7 +211,7 @@ def test_a_failed_cell_is_resumed_by_the_next_call(tmp_path, monkeypatch):
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-        from tests.test_sweep_grid import GRID, _sweep
+    from tests.test_sweep_grid import GRID, _sweep, sweep_mod
     victim, real_train = GRID.cells()[1].run, sweep_mod.train
 
     def killing_train(*args, run, **kwargs):
