@@ -8,7 +8,7 @@ The paper's measurements are made "on all snapshots of all models across trainin
 MLPs, smeared keys. A sweep is that comparison as one call:
 
 * a :class:`SweepGrid` is the cartesian product of models (preset names, or labelled
-  :class:`~induction_lens.config.RunConfig`\\ s), seeds, data specs and training overrides
+  run configs), seeds, data specs and training overrides
   (``steps``, ``lr``, any :class:`~induction_lens.config.TrainConfig` field);
 * each :class:`Cell` has a run name derived from its parameters only
   (``attn-only-2l_synthetic_s0_lr0.001``; see :func:`run_name`), so the same grid always
