@@ -298,7 +298,6 @@ def test_ray_results_equal_in_process_bit_for_bit(tmp_path, local_ray):
 def test_ray_task_failure_names_its_cell_and_is_redone(tmp_path, local_ray):
     hub = Hub(tmp_path)
     victim = GRID.cells()[0]
-    hub._ensure_marker()
     # Another writer holds the victim's run lock: its task fails with the hub's HubError.
     with hub.open_run(victim.run, victim.config):
         with pytest.raises(Exception, match="being written by another process") as info:
@@ -313,3 +312,37 @@ def test_ray_executor_without_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[ray\]'"):
         RayExecutor()
+
+
+class _FakeRay:
+    """Stands in for the ``ray`` module where only its cluster resources matter."""
+
+    def __init__(self, resources):
+        self.resources = resources
+
+    def cluster_resources(self):
+        return self.resources
+
+
+@pytest.mark.parametrize("resources, num_gpus, expected", [
+    ({"CPU": 16.0, "GPU": 1.0}, None, 1 / 16),   # 16 tasks share one GPU
+    ({"CPU": 2.0, "GPU": 4.0}, None, 1.0),       # at most one GPU per task
+    ({"CPU": 2.0}, None, 0.0),                   # no GPU: none asked for
+    ({"CPU": 8.0, "GPU": 2.0}, 0.5, 0.5),        # explicit fraction
+    ({"CPU": 8.0}, 0, 0.0),
+])
+def test_ray_gpu_share_per_task(monkeypatch, resources, num_gpus, expected):
+    monkeypatch.setitem(sys.modules, "ray", _FakeRay(resources))
+    assert RayExecutor(num_gpus=num_gpus).gpus_per_task() == pytest.approx(expected)
+
+
+def test_ray_executor_options_are_checked(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", _FakeRay({"CPU": 2.0}))
+    with pytest.raises(ConfigError, match="cluster has no GPU"):
+        RayExecutor(num_gpus=1).gpus_per_task()
+    with pytest.raises(ConfigError, match="drop one of them"):
+        RayExecutor(address="auto", num_cpus=2)
+    with pytest.raises(ConfigError, match="num_cpus"):
+        RayExecutor(num_cpus=0)
+    with pytest.raises(ConfigError, match="num_gpus"):
+        RayExecutor(num_gpus=-1)

@@ -403,22 +403,23 @@ def sweep(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], *, hub: Hub
                                                          else metrics)
                                           for m in str(item).split(",") if m]
     store = Hub.of(hub)
-    store._ensure_marker()  # once, before concurrent writers
     for cell in cells:
         _train_state(store, cell)  # a run of another config under a cell's name fails now
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"threads={threads!r} must be a positive integer or None")
     kwargs = dict(metrics=names, settings=settings, every=every, threads=threads,
                   device=None if device is None else str(device), custom_metrics=list(chosen))
-    calls = [((str(store.root), cell), kwargs) for cell in cells]
+    root = str(store.root.expanduser().absolute())  # workers may start in another directory
+    calls = [((root, cell), kwargs) for cell in cells]
     runner = make_executor(executor, address=address, num_cpus=num_cpus, num_gpus=num_gpus,
                            cpus_per_task=threads or 1)
     results: dict[int, CellResult] = {}
     failures: list[tuple[int, BaseException]] = []
     bar = tqdm(total=len(cells), desc="sweep", unit="run", disable=not progress,
                dynamic_ncols=True)
+    outcomes = runner.map(run_cell, calls)
     try:
-        for i, outcome in runner.map(run_cell, calls):
+        for i, outcome in outcomes:
             if isinstance(outcome, BaseException):
                 logger.error("sweep cell %s failed: %s", cells[i].run, outcome)
                 failures.append((i, outcome))
@@ -427,6 +428,7 @@ def sweep(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], *, hub: Hub
                 bar.set_postfix_str(f"{outcome.run}: {outcome.status}", refresh=False)
             bar.update(1)
     finally:
+        outcomes.close()  # stops what is still pending (Ray: cancels the tasks)
         bar.close()
         runner.close()
     if failures:
