@@ -48,6 +48,12 @@ def _hashes(hub: Hub) -> dict[str, list[str]]:
 
 
 # ---------------------------------------------------------------- grid and names
+def test_sweep_is_exported_at_the_top_level():
+    import induction_lens as il
+
+    assert il.sweep is sweep and il.runs.SweepGrid is SweepGrid
+
+
 def test_run_names_follow_the_cell():
     assert run_name("attn-only-2l", 0, "synthetic") == "attn-only-2l_synthetic_s0"
     assert (run_name("mlp-1l", 3, "synthetic:zipf", [("lr", 0.001), ("steps", 20)])
