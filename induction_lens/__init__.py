@@ -39,6 +39,7 @@ from induction_lens.runs import (
     evaluate_run,
     evaluate_runs,
     register_metric,
+    sweep,
 )
 from induction_lens.train import TrainResult, train
 from induction_lens.viz.report import build_report
@@ -77,6 +78,7 @@ __all__ = [
     "plots",
     "register_metric",
     "runs",
+    "sweep",
     "train",
     "viz",
 ]

@@ -22,11 +22,12 @@ from induction_lens.cli import (
     presets,
     pretrained,
     report,
+    sweep,
     train,
 )
 from induction_lens.errors import InductionLensError
 
-SUBCOMMANDS = (presets, train, hub, evaluate, ablate, report, pretrained, demo)
+SUBCOMMANDS = (presets, train, hub, evaluate, sweep, ablate, report, pretrained, demo)
 """The subcommand modules, in ``--help`` order."""
 
 
