@@ -26,7 +26,7 @@ import pandas as pd
 
 from induction_lens.runs.executors import RayExecutor
 from induction_lens.runs.settings import EvalSettings
-from induction_lens.runs.sweep import SweepGrid, sweep
+from induction_lens.runs.sweeps import SweepGrid, sweep
 
 
 def main() -> None:

@@ -24,12 +24,12 @@ from induction_lens.runs import evaluate_run
 from induction_lens.runs import registry as runs_registry
 from induction_lens.runs.executors import RayExecutor, check_address
 from induction_lens.runs.settings import EvalSettings
-from induction_lens.runs.sweep import SweepGrid, run_name, sweep
+from induction_lens.runs.sweeps import SweepGrid, run_name, sweep
 from induction_lens.train import train
 
 from .conftest import TINY_DATA, tiny_spec
 
-sweep_mod = importlib.import_module("induction_lens.runs.sweep")  # the package exports the function
+sweep_mod = importlib.import_module("induction_lens.runs.sweeps")
 
 SETTINGS = EvalSettings(n_examples=8, head_examples=3, head_seq_len=5, head_repeats=4)
 BASE = RunConfig(tiny_spec(), TrainConfig(steps=6, batch_size=2, checkpoint_every=2,

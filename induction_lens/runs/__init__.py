@@ -12,7 +12,7 @@ It may import any lower level, never ``viz`` or ``cli``.
 * :mod:`~induction_lens.runs.evaluate`: metrics over checkpoints (:func:`evaluate_run`).
 * :mod:`~induction_lens.runs.ablations`, :mod:`~induction_lens.runs.circuits`,
   :mod:`~induction_lens.runs.phases`: ablations, circuit validation and phase windows of runs.
-* :mod:`~induction_lens.runs.sweep` / :mod:`~induction_lens.runs.executors`: grids of runs
+* :mod:`~induction_lens.runs.sweeps` / :mod:`~induction_lens.runs.executors`: grids of runs
   trained and evaluated in process or on Ray (:func:`sweep`).
 * :mod:`~induction_lens.runs.demo`: the ``induction-lens demo`` workflow.
 """
@@ -26,7 +26,7 @@ from induction_lens.runs.evaluate import evaluate_model, evaluate_run, evaluate_
 from induction_lens.runs.phases import detect_phase_window
 from induction_lens.runs.registry import METRICS, Metric, MetricFn, register_metric
 from induction_lens.runs.settings import EvalSettings
-from induction_lens.runs.sweep import SweepGrid, sweep, sweep_cells
+from induction_lens.runs.sweeps import SweepGrid, sweep, sweep_cells
 
 register_builtin_metrics()
 

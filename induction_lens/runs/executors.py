@@ -5,7 +5,7 @@ module import, so the package works without it).
 
 An executor maps one picklable, module-level function over a list of argument tuples and yields
 ``(index, outcome)`` as each call finishes, where ``outcome`` is the call's return value or the
-:class:`Exception` it raised. The sweep (:mod:`induction_lens.runs.sweep`) owns what a cell
+:class:`Exception` it raised. The sweep (:mod:`induction_lens.runs.sweeps`) owns what a cell
 does; the executors own only where it runs:
 
 * :class:`InProcessExecutor`: one call after the other, in order, in this process. No new
