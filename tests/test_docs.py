@@ -387,7 +387,7 @@ def test_sphinx_roles_become_links_or_code():
     import griffe
 
     pkg = griffe.load("induction_lens", search_paths=[str(ROOT)])
-    heads = pkg["evals.heads"]
+    heads = pkg["measures.heads"]
     text = roles.convert(":func:`head_scores` and :func:`~induction_lens.data.repeated_tokens`, "
                          ":func:`_direct_logits`, :mod:`nowhere.at_all`, the \"[A][B]\" rule, "
                          "``[A][B]`` in code", heads, pkg.modules_collection)
