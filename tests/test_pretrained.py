@@ -198,15 +198,39 @@ def test_bos_token_and_token_pool_follow_the_models_tokenizer(series, imported, 
     specials = special_token_ids(model.tokenizer)
     assert specials == (0, 1)
     vocab = series["vocab"]
-    pool = pretrained_token_pool(model, exclude_fraction=0.1)
+    pool = pretrained_token_pool(model.cfg.d_vocab, model.tokenizer, exclude_fraction=0.1)
     ids = np.arange(2, vocab)  # every id the tokenizer produces but the two special tokens
     cut = int(len(ids) * 0.05)
     np.testing.assert_array_equal(pool, ids[cut:len(ids) - cut])
     freqs = hub.token_frequencies("neox")
     assert freqs.shape == (320,) and freqs[[0, 1]].sum() == 0 and freqs[vocab:].sum() == 0
-    by_freq = pretrained_token_pool(model, token_frequencies=freqs, exclude_fraction=0.0)
+    by_freq = pretrained_token_pool(model.cfg.d_vocab, model.tokenizer, token_frequencies=freqs,
+                                    exclude_fraction=0.0)
     np.testing.assert_array_equal(by_freq, np.flatnonzero(freqs > 0))
-    assert pretrained_token_pool(tiny_model).tolist() == list(range(1, 50))
+    assert pretrained_token_pool(tiny_model.cfg.d_vocab).tolist() == list(range(1, 50))
+
+
+def test_the_run_token_pool_without_frequencies_uses_the_tokenizer(imported, tmp_path):
+    """An imported run without evaluation text has no token frequencies: the evaluators' pool
+    then leaves out the tokenizer's special tokens and the ids it cannot produce."""
+    import shutil
+
+    from induction_lens.runs.context import EvalContext
+    from induction_lens.runs.settings import EvalSettings
+
+    hub, _ = imported
+    shutil.copytree(hub.run_dir("neox"), tmp_path / "neox")
+    bare = Hub(tmp_path)
+    (tmp_path / "neox" / C.TOKEN_FREQUENCIES).unlink()
+    manifest = json.loads((tmp_path / "neox" / C.MANIFEST).read_text())
+    manifest["files"].pop(C.TOKEN_FREQUENCIES, None)
+    (tmp_path / "neox" / C.MANIFEST).write_text(json.dumps(manifest))
+    assert bare.token_frequencies("neox") is None
+    ctx = EvalContext.from_hub(bare, "neox", EvalSettings(exclude_fraction=0.1))
+    model = hub.load_model("neox")
+    expected = pretrained_token_pool(model.cfg.d_vocab, model.tokenizer, exclude_fraction=0.1)
+    np.testing.assert_array_equal(ctx.token_pool, expected)
+    assert not set(ctx.token_pool.tolist()) & {0, 1}
 
 
 def test_evaluators_run_on_the_imported_run(imported):
@@ -260,7 +284,7 @@ def test_head_scores_are_the_same_on_the_processed_form(series, imported):
     processed.load_and_process_state_dict(state, fold_ln=True, center_writing_weights=True,
                                           center_unembed=True, fold_value_biases=True)
     assert processed.cfg.normalization_type == "LNPre"  # it really was folded
-    pool = pretrained_token_pool(ours)
+    pool = pretrained_token_pool(ours.cfg.d_vocab, ours.tokenizer)
     a = head_scores(ours, token_pool=pool, n_examples=3)
     b = head_scores(processed, token_pool=pool, n_examples=3)
     assert len(a) == 2 * 4 * 3

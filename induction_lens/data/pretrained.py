@@ -37,10 +37,11 @@ def special_token_ids(tokenizer: Any) -> tuple[int, ...]:
     return tuple(sorted(ids))
 
 
-def pretrained_token_pool(model: Any, *,
+def pretrained_token_pool(d_vocab: int, tokenizer: Any = None, *,
                           token_frequencies: np.ndarray | None = None,
                           exclude_fraction: float = 0.1) -> np.ndarray:
-    """Token ids the head evaluators may draw for a model with its own tokenizer.
+    """Token ids the head evaluators may draw for a model of ``d_vocab`` ids with its own
+    (``transformers``) ``tokenizer``, e.g. ``pretrained_token_pool(m.cfg.d_vocab, m.tokenizer)``.
 
     The paper draws random tokens "excluding the most common and the least common tokens".
     With ``token_frequencies`` (of the model's vocabulary, e.g. the run's stored
@@ -51,10 +52,8 @@ def pretrained_token_pool(model: Any, *,
     the special tokens, minus ``exclude_fraction / 2`` of them at each end of the id order. A
     BPE numbers its tokens in the order it learned them, byte tokens and the most frequent
     merges first and the rarest merges last, so the id order stands in for the frequency
-    ranking. A model without a tokenizer gets every id but BOS (0).
+    ranking. Without a tokenizer: every id but BOS (0).
     """
-    d_vocab = model.cfg.d_vocab
-    tokenizer = getattr(model, "tokenizer", None)
     specials = special_token_ids(tokenizer) if tokenizer is not None else (C.BOS_TOKEN_ID,)
     if token_frequencies is not None or tokenizer is None:
         return evaluator_token_pool(token_frequencies, d_vocab, exclude_fraction=exclude_fraction,

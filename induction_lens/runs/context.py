@@ -11,9 +11,10 @@ from jaxtyping import Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from induction_lens.config import RunConfig
+from induction_lens.config import PretrainedSpec, RunConfig
 from induction_lens.constants import BOS_TOKEN_ID
 from induction_lens.data import evaluator_token_pool, repeated_tokens
+from induction_lens.data.pretrained import pretrained_token_pool
 from induction_lens.errors import EvalError
 from induction_lens.hub import Hub
 from induction_lens.measures.heads import (
@@ -113,9 +114,19 @@ class EvalContext:
     @property
     def token_pool(self) -> np.ndarray:
         """Token ids for the head evaluators: not special, not the most or least common."""
-        return self.once("token_pool", lambda: evaluator_token_pool(
-            self._frequencies, self.d_vocab, exclude_fraction=self.settings.exclude_fraction,
-            special_tokens=(self.bos_token_id,)))
+        def build() -> np.ndarray:
+            if self.config is not None and isinstance(self.config.model, PretrainedSpec):
+                # An imported series: the tokenizer's special tokens and the ids it cannot
+                # produce are left out (with or without frequencies of its evaluation text).
+                return pretrained_token_pool(
+                    self.d_vocab, self.hub.hf_tokenizer(self.run),
+                    token_frequencies=self._frequencies,
+                    exclude_fraction=self.settings.exclude_fraction)
+            return evaluator_token_pool(self._frequencies, self.d_vocab,
+                                        exclude_fraction=self.settings.exclude_fraction,
+                                        special_tokens=(self.bos_token_id,))
+
+        return self.once("token_pool", build)
 
     @property
     def bos_token_id(self) -> int:
