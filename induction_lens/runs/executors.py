@@ -20,7 +20,7 @@ does; the executors own only where it runs:
 import logging
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 from urllib.parse import urlsplit
 
 from induction_lens.errors import ConfigError
@@ -42,6 +42,7 @@ _CONNECT_TIMEOUT_S = 3.0
 cluster on a network answers within milliseconds; an unreachable one should fail fast)."""
 
 
+@runtime_checkable
 class Executor(Protocol):
     """What the sweep needs of an executor."""
 
