@@ -194,3 +194,31 @@ def test_intervened_run_is_evaluated_like_any_other(tmp_path):
                          device="cpu", progress=False)
     assert set(frame["step"]) == {0, 2}
     assert {"icl_score", "prefix_matching"} <= set(frame["metric"])
+
+
+@pytest.mark.slow
+def test_beyond_interventions_example_tiny(tmp_path):
+    """The example's plumbing in --tiny mode (12 steps: verdicts are not checked)."""
+    import importlib
+    import json
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    if str(examples) not in sys.path:
+        sys.path.insert(0, str(examples))
+    module = importlib.import_module("beyond_interventions")
+    code = module.main(["--tiny", "--hub", str(tmp_path / "hub"), "--out", str(tmp_path / "out"),
+                        "--threads", "1", "--no-png", "-q"])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert code == 0 and summary["error"] is None and summary["mode"] == "tiny"
+    keys = [c["key"].split("[")[0] for c in summary["claims"]]
+    assert keys == ["clamp_prev_earlier", "ablate_l0_no_phase_change",
+                    "freeze_l1_qk_no_phase_change", "ablate_one_l0_keeps_phase_change"]
+    assert all(isinstance(c["passed"], bool) for c in summary["claims"])
+    runs = {r["run"] for r in summary["runs"]}
+    assert {"tiny-attn-only-2l-clamp-l0-prev", "tiny-attn-only-2l-freeze-l1-qk"} <= runs
+    stored = Hub(tmp_path / "hub").config("tiny-attn-only-2l-clamp-l0-prev").train
+    assert [i.kind for i in stored.interventions] == ["clamp_pattern"] * 4
+    assert any(f["name"].startswith("llc_") and Path(f["html"]).is_file()
+               for f in summary["figures"])
