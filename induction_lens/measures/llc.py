@@ -28,6 +28,8 @@ trace flattens over draws. :func:`trace_drift` measures it; see
 :data:`DRIFT_TOLERANCE` for the threshold (this package's choice).
 """
 
+import contextlib
+import functools
 import logging
 import math
 import tempfile
@@ -93,6 +95,20 @@ class LLCResult:
         return math.isfinite(self.drift) and abs(self.drift) <= DRIFT_TOLERANCE
 
 
+@contextlib.contextmanager
+def _chain_bars(enabled: bool):
+    """devinterp draws one tqdm bar per chain and has no switch for it: hide them unless asked."""
+    from devinterp.slt import sampler
+
+    original = sampler.trange
+    if not enabled:
+        sampler.trange = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        sampler.trange = original
+
+
 def trace_drift(loss_trace: Float[np.ndarray, "chain step"], init_loss: float,
                 n_beta: float) -> float:
     """How much the LLC estimate still moves at the end of sampling, relative to it.
@@ -131,7 +147,8 @@ def estimate_llc(model: torch.nn.Module, tokens: Int[Tensor, "batch pos"], *,
                  num_chains: int = 2, num_draws: int = 200, batch_size: int = 32,
                  seed: int = 0, sampler: LLCSampler = "sgmcmc_sgld",
                  restriction: str | None = None, loss_fn=None,
-                 device: str | torch.device | None = None) -> LLCResult:
+                 device: str | torch.device | None = None, progress: bool = False
+                 ) -> LLCResult:
     """Estimate the LLC of ``model`` at its current weights on ``tokens`` with devinterp 2.x.
 
     The model is not changed (devinterp samples on a copy of it per chain).
@@ -156,6 +173,7 @@ def estimate_llc(model: torch.nn.Module, tokens: Int[Tensor, "batch pos"], *,
         loss_fn: ``(model, input_ids) -> [batch, pos - 1]`` per-token loss; None: next-token
             cross-entropy of the logits.
         device: where to sample (default: the model's device).
+        progress: show devinterp's progress bar of each chain.
 
     Returns:
         An :class:`LLCResult`.
@@ -202,7 +220,8 @@ def estimate_llc(model: torch.nn.Module, tokens: Int[Tensor, "batch pos"], *,
     dataset = Dataset.from_dict({"input_ids": tokens.detach().cpu().long().tolist()}
                                 ).with_format("torch")
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="induction_lens_llc_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="induction_lens_llc_") as tmp, \
+            _chain_bars(progress):
         # A fresh output path: devinterp returns a cached result when the path exists.
         result = module.llc(model, dataset, observables={}, lr=float(lr),
                             n_beta=float(n_beta), localization=float(localization),
