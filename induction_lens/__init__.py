@@ -25,7 +25,7 @@ from typing import Any
 from induction_lens import analysis, frame, measures, runs, viz
 from induction_lens._version import __version__
 from induction_lens.analysis.phases import detect_phase_change
-from induction_lens.config import DataSpec, ModelSpec, RunConfig, TrainConfig
+from induction_lens.config import DataSpec, Intervention, ModelSpec, RunConfig, TrainConfig
 from induction_lens.errors import ConfigError, EvalError, HubError, InductionLensError
 from induction_lens.hub import Hub
 from induction_lens.measures.ablations import ablate
@@ -56,6 +56,7 @@ __all__ = [
     "Hub",
     "HubError",
     "InductionLensError",
+    "Intervention",
     "ModelSpec",
     "PRESETS",
     "RunConfig",

@@ -23,6 +23,10 @@ DataSource = Literal["synthetic", "huggingface", "files", "shakespeare"]
 TokenDistribution = Literal["uniform", "zipf"]
 TokenizerKind = Literal["bpe", "gpt2"]
 OptimizerKind = Literal["adamw", "sgd"]
+InterventionKind = Literal["ablate", "clamp_pattern", "freeze"]
+AblationValue = Literal["zero", "mean"]
+ClampPattern = Literal["previous_token", "bos", "self", "uniform"]
+FrozenWeights = Literal["qk", "all"]
 
 
 def _require(ok: bool, message: str) -> None:
@@ -243,6 +247,55 @@ class PretrainedSpec(_Serialisable):
 
 
 @dataclass(frozen=True)
+class Intervention(_Serialisable):
+    """One head intervened on at every training step from ``start_step`` on.
+
+    Applied through hooks by :class:`induction_lens.models.interventions.InterventionHooks`
+    (the trainer does it; see that class for what each kind does to the forward pass and the
+    update). Interventions act during training only: the stored checkpoints hold the weights
+    the intervened run learned, and are evaluated like those of any other run.
+    """
+
+    kind: InterventionKind
+    """"ablate" the head's output, "clamp_pattern" its attention pattern, or "freeze" its
+    weights."""
+    layer: int
+    """The head's layer."""
+    head: int
+    """The head's index within its layer."""
+    start_step: int = 0
+    """First optimizer step (0-based) whose forward pass and update are intervened on; 0 is
+    the initialisation. A frozen head keeps the weights it has at this step."""
+    ablation: AblationValue = "zero"
+    """``ablate``: replace the head's output ``z`` by zeros, or by its mean over the batch at
+    each position (detached, so no gradient reaches the head through it)."""
+    pattern: ClampPattern = "previous_token"
+    """``clamp_pattern``: the pattern every query is given: "previous_token" (all attention on
+    the previous position; the first position on itself), "bos" (all on position 0), "self"
+    (on its own position) or "uniform" (evenly over the causal prefix)."""
+    weights: FrozenWeights = "qk"
+    """``freeze``: "qk" freezes the head's ``W_Q``, ``b_Q`` and ``W_K`` (its attention
+    pattern's parameters), "all" also ``W_V``, ``b_V`` and its rows of ``W_O``."""
+
+    def __post_init__(self) -> None:
+        _check_literal("Intervention", "kind", self.kind, InterventionKind)
+        for name in ("layer", "head", "start_step"):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                     f"Intervention.{name}={value!r} must be an integer >= 0")
+        _check_literal("Intervention", "ablation", self.ablation, AblationValue)
+        _check_literal("Intervention", "pattern", self.pattern, ClampPattern)
+        _check_literal("Intervention", "weights", self.weights, FrozenWeights)
+
+    @property
+    def label(self) -> str:
+        """Short name, e.g. ``clamp_pattern(previous_token) L0H1 from step 0``."""
+        what = {"ablate": self.ablation, "clamp_pattern": self.pattern,
+                "freeze": self.weights}[self.kind]
+        return f"{self.kind}({what}) L{self.layer}H{self.head} from step {self.start_step}"
+
+
+@dataclass(frozen=True)
 class TrainConfig(_Serialisable):
     """Optimisation and checkpointing of one training run."""
 
@@ -281,6 +334,9 @@ class TrainConfig(_Serialisable):
     optimizer: OptimizerKind = "adamw"
     """"adamw" (every language-model run) or "sgd": plain SGD without momentum, Reddy 2023's
     optimiser (used by the ``reddy-*`` presets; ``betas`` are then ignored)."""
+    interventions: tuple[Intervention, ...] = ()
+    """Heads ablated, clamped or frozen during training (:class:`Intervention`); empty for an
+    ordinary run. Stored in ``run.json`` and applied again on resume."""
 
     def __post_init__(self) -> None:
         _require(isinstance(self.steps, int) and self.steps >= 1,
@@ -310,6 +366,20 @@ class TrainConfig(_Serialisable):
         _require(self.keep_optimizer_states >= 1,
                  f"TrainConfig.keep_optimizer_states={self.keep_optimizer_states} must be >= 1 "
                  "(resume needs the newest optimizer state)")
+        items = tuple(Intervention.from_dict(i) if isinstance(i, dict) else i
+                      for i in (self.interventions or ()))
+        for item in items:
+            _require(isinstance(item, Intervention),
+                     f"TrainConfig.interventions entry {item!r} must be an Intervention(kind=..., "
+                     "layer=..., head=...)")
+        seen = set()
+        for item in items:
+            key = (item.kind, item.layer, item.head)
+            _require(key not in seen,
+                     f"TrainConfig.interventions has two {item.kind!r} interventions on "
+                     f"L{item.layer}H{item.head}; keep one")
+            seen.add(key)
+        object.__setattr__(self, "interventions", items)
 
     def checkpoint_steps(self) -> list[int]:
         """Every step at which a checkpoint is written, sorted (step 0 is the initialisation)."""

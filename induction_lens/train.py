@@ -37,6 +37,7 @@ from induction_lens.data import make_corpus
 from induction_lens.errors import HubError
 from induction_lens.hub import Hub, empty_log
 from induction_lens.models import build_model, fused_attention
+from induction_lens.models.interventions import InterventionHooks, check_interventions
 from induction_lens.presets import Scale, get_preset
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def _check_fits(cfg: RunConfig) -> None:
             f"ModelSpec.n_ctx={model.n_ctx} is too short for DataSpec.max_segment="
             f"{data.max_segment}: no segment could be copied; raise n_ctx or lower max_segment"
         )
+    check_interventions(cfg.train.interventions, n_layers=model.n_layers, n_heads=model.n_heads)
 
 
 def resolve_config(model: ModelSpec | RunConfig | str, *, train: TrainConfig | None = None,
@@ -206,7 +208,10 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
         net.train()
         bar = tqdm(total=tcfg.steps, initial=min(start, tcfg.steps), disable=not progress,
                    desc=run, unit="step", dynamic_ncols=True)
-        with fused_attention(net, tcfg.fused_attention):
+        # Declared interventions (TrainConfig.interventions) hook in from their start step on;
+        # a hooked pattern takes TransformerLens's path, the rest stays fused.
+        with fused_attention(net, tcfg.fused_attention), \
+                InterventionHooks(net, tcfg.interventions) as hooks:
             for step in range(start, tcfg.steps):
                 t0 = time.perf_counter()
                 lr, wd = tcfg.lr_at(step), tcfg.weight_decay_at(step)
@@ -214,11 +219,14 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
                     group["lr"] = lr
                     group["weight_decay"] = wd if i == 0 else 0.0
                 tokens = corpus.batch(step, tcfg.batch_size).to(device)
+                hooks.before_forward(step)
                 loss = lm_loss(net(tokens), tokens)
                 loss.backward()
+                hooks.after_backward()
                 grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
                              if tcfg.grad_clip is not None else torch.tensor(float("nan")))
                 optimizer.step()
+                hooks.after_step()
                 optimizer.zero_grad(set_to_none=True)
                 done = step + 1
                 rows.append({"step": done, "tokens": done * tokens_per_step,

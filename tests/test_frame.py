@@ -86,7 +86,7 @@ def test_every_registered_metric_follows_the_schema(name, tiny_model):
 
     corpus = make_corpus(TINY_DATA, d_vocab=tiny_model.cfg.d_vocab, n_ctx=tiny_model.cfg.n_ctx)
     settings = EvalSettings(n_examples=8, head_examples=4, head_seq_len=5, head_repeats=4,
-                            batch_size=8)
+                            batch_size=8, llc_chains=1, llc_draws=4, llc_batch_size=8)
     frame = evaluate_model(tiny_model, metrics=[name], eval_tokens=corpus.eval_tokens,
                            settings=settings)
     _check_rows(name, frame, tiny_model.cfg.n_layers, tiny_model.cfg.n_heads)

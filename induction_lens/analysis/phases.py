@@ -48,7 +48,9 @@ narrowness or abruptness; pure noise fails size and significance. The thresholds
 package's; the paper gives none.
 
 Signals (:func:`signal_curve`): the ICL score and the highest prefix-matching score over all
-heads against elapsed tokens (linear, as the paper plots them), and the loss (the mean loss of
+heads against elapsed tokens (linear, as the paper plots them), the local learning coefficient
+(``llc``, model level, against tokens; optional: computed only when the ``llc`` metric was
+evaluated), and the loss (the mean loss of
 the evaluation set's tokens) against ln(tokens): in that plot an ordinary learning curve is
 convex, and the bump is the stretch where it stops being convex, its slope steepening and then
 flattening again, which is a middle stretch steeper than both neighbours. Loss has no
@@ -81,7 +83,7 @@ __all__ = [
     "signal_curve",
 ]
 
-Signal = Literal["icl_score", "prefix_matching", "loss"]
+Signal = Literal["icl_score", "prefix_matching", "loss", "llc"]
 SIGNALS: tuple[str, ...] = get_args(Signal)
 
 
@@ -126,6 +128,10 @@ SIGNAL_PARAMS: dict[str, DetectionParams] = {
     # The bump: steeper than both sides in loss vs ln(tokens); no concentration requirement.
     "loss": DetectionParams(direction=-1, log_x=True, min_concentration=0.0,
                             min_abruptness=2.0),
+    # The local learning coefficient (the ``llc`` metric) rises as structure forms (Hoogland
+    # et al. 2024); its scale depends on the sampler settings, so no size threshold: the
+    # window must stand out from the sampling noise (snr) and from the trend (abruptness).
+    "llc": DetectionParams(direction=1, min_change=0.0),
 }
 """Default thresholds per signal (override with ``params=`` or ``dataclasses.replace``)."""
 
@@ -353,7 +359,8 @@ def signal_curve(frame: pd.DataFrame, signal: str, *, run: str | None = None) ->
         return (rows.groupby(["step", "train_tokens"], as_index=False)["value"].mean()
                 .sort_values("step").reset_index(drop=True))
     if rows.empty:
-        needs = "losses" if signal in ("icl_score", "loss") else "prefix_matching"
+        needs = {"icl_score": "losses", "loss": "losses", "llc": "llc"}.get(signal,
+                                                                           "prefix_matching")
         raise EvalError(f"the frame has no '{signal}' rows; evaluate the run with the "
                         f"'{needs}' metric")
     curve = rows.groupby(["step", "train_tokens"], as_index=False)["value"].max()
@@ -377,7 +384,8 @@ def detect_phase_change(frame: pd.DataFrame, *, signal: str = "icl_score",
 
     Args:
         frame: a tidy sweep frame (:func:`~induction_lens.runs.evaluate.evaluate_run`).
-        signal: "icl_score" (the paper's defining measurement), "prefix_matching" or "loss".
+        signal: "icl_score" (the paper's defining measurement), "prefix_matching", "loss" or
+            "llc".
         run: which run, when the frame holds several.
         params: thresholds (default :data:`SIGNAL_PARAMS` of ``signal``).
     """

@@ -16,6 +16,7 @@ DataFrame (``head_scores``, ``circuit_scores``, ``ablation_metrics``, ``pattern_
 * :mod:`~induction_lens.measures.circuits`: QK-eigenvalue trace, OV copying, composition.
 * :mod:`~induction_lens.measures.ablations`: full and pattern-preserving head ablations
   (appendix "(2)").
+* :mod:`~induction_lens.measures.llc`: the local learning coefficient (devinterp).
 * :mod:`~induction_lens.measures.generality`: Argument 4's pattern-matching and copying probes.
 * :mod:`~induction_lens.measures.reddy`: Reddy 2023's accuracies (IC, IC2, IW, training
   distribution) and progress measures (ILA1, TILA2, TLA2, CLA) of its classifier network.
@@ -50,6 +51,7 @@ from induction_lens.measures.heads import (
     prefix_matching_scores,
     previous_token_scores,
 )
+from induction_lens.measures.llc import estimate_llc, head_llc_scores
 from induction_lens.measures.losses import (
     icl_indices,
     icl_score,
@@ -71,7 +73,9 @@ __all__ = [
     "composition_baseline",
     "composition_scores",
     "copying_scores",
+    "estimate_llc",
     "head_attribution",
+    "head_llc_scores",
     "head_scores",
     "icl_indices",
     "icl_score",

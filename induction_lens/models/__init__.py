@@ -8,8 +8,13 @@ anything above them.
   :class:`~induction_lens.config.ModelSpec` (smeared keys, the fused training paths) and the
   fused primitives (attention from q/k, the output projection, LayerNorm) that the ablation
   fast path reuses.
+* :mod:`~induction_lens.models.interventions`: heads ablated, clamped or frozen during training
+  (:class:`~induction_lens.config.Intervention`), applied through hooks.
+* :mod:`~induction_lens.models.pretrained`, :mod:`~induction_lens.models.reddy`: an imported
+  checkpoint series rebuilt, and Reddy 2023's classifier network.
 """
 
+from induction_lens.models.interventions import InterventionHooks
 from induction_lens.models.transformer import (
     LensAttention,
     LensEmbed,
@@ -23,6 +28,7 @@ from induction_lens.models.transformer import (
 )
 
 __all__ = [
+    "InterventionHooks",
     "LensAttention",
     "LensEmbed",
     "LensLayerNorm",

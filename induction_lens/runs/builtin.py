@@ -16,6 +16,9 @@ metric               default    rows
 ``composition``      no         ``q/k/v_composition`` per head pair, ``composition_baseline``
 ``ablation_pattern`` no         pattern-preserving ablation reports (``kind`` = "pattern")
 ``ablation_full``    no         full ablation reports (``kind`` = "full")
+``llc``              no         local learning coefficient (``llc``, ``llc_std``,
+                                ``llc_trace_drift``, ``llc_init_loss``; needs devinterp)
+``llc_heads``        no         refined LLC of each head (``llc_head`` per head; needs devinterp)
 ``reddy``            yes [R]    Reddy 2023 runs only: ``{ic,ic2,iw,train}_{accuracy,loss}``,
                                 ``ila1``, ``tila2``, ``tla2``, ``cla`` (model level)
 ===================  =========  ==================================================================
@@ -29,6 +32,7 @@ from transformer_lens import HookedTransformer
 
 from induction_lens.frame import head_frame
 from induction_lens.measures.circuits import PAIR_METRICS
+from induction_lens.measures.llc import estimate_llc, head_llc_scores
 from induction_lens.measures.losses import summarise_losses
 from induction_lens.runs.ablations import ABLATION_SETTINGS, ablation_metric, ablation_run_key
 from induction_lens.runs.circuits import (
@@ -83,6 +87,38 @@ def head_metric(name: str) -> MetricFn:
     return fn
 
 
+LLC_SETTINGS = ("n_examples", "llc_sampler", "llc_lr", "llc_n_beta", "llc_localization",
+                "llc_chains", "llc_draws", "llc_batch_size", "llc_examples", "llc_seed")
+"""The settings the LLC metrics read (``n_examples``: the evaluation set they sample from)."""
+
+
+def _llc_options(model: HookedTransformer, ctx: EvalContext) -> dict:
+    """The sampling dataset and options of the LLC metrics: the first ``llc_examples`` of the
+    evaluation set (fewer when ``n_examples`` is smaller, and then a batch of at most that)."""
+    s = ctx.settings
+    tokens = ctx.eval_tokens[:s.llc_examples]
+    return {"tokens": tokens, "lr": s.llc_lr, "n_beta": s.llc_n_beta,
+            "localization": s.llc_localization, "num_chains": s.llc_chains,
+            "num_draws": s.llc_draws, "batch_size": min(s.llc_batch_size, len(tokens)),
+            "seed": s.llc_seed, "sampler": s.llc_sampler}
+
+
+def llc_metric(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
+    """The local learning coefficient of the checkpoint
+    (:func:`~induction_lens.measures.llc.estimate_llc`) with its spread over chains, the
+    trace drift (the convergence check) and the loss it is measured from."""
+    options = _llc_options(model, ctx)
+    res = estimate_llc(model, options.pop("tokens"), **options)
+    return pd.DataFrame({"metric": ["llc", "llc_std", "llc_trace_drift", "llc_init_loss"],
+                         "value": [res.llc, res.llc_std, res.drift, res.init_loss]})
+
+
+def llc_heads_metric(model: HookedTransformer, ctx: EvalContext) -> pd.DataFrame:
+    """The refined LLC of every head: sampling restricted to that head's weights."""
+    options = _llc_options(model, ctx)
+    return head_frame({"llc_head": head_llc_scores(model, options.pop("tokens"), **options)})
+
+
 def register_builtin_metrics() -> None:
     """Register every built-in metric (idempotent: re-registering the same function is a no-op)."""
     register_metric("losses", losses_metric, version="1",
@@ -119,6 +155,14 @@ def register_builtin_metrics() -> None:
                         description=f"{kind} ablation of every head: icl_score_delta, "
                                     "before_after_projection, random_token_loss_delta, "
                                     "context_loss_delta, clean_* (kind column)")
+    register_metric("llc", llc_metric, version="1", settings=LLC_SETTINGS, default=False,
+                    description="local learning coefficient (devinterp SGLD): llc, llc_std, "
+                                "llc_trace_drift, llc_init_loss",
+                    rows=("llc", "llc_std", "llc_trace_drift", "llc_init_loss"))
+    register_metric("llc_heads", llc_heads_metric, version="1", settings=LLC_SETTINGS,
+                    default=False,
+                    description="refined LLC of every head (sampling one head's weights): "
+                                "llc_head per head", rows=("llc_head",))
 
 
 _HEAD_FNS = {name: head_metric(name) for name in ("prefix_matching", "copying", "previous_token")}

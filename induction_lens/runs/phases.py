@@ -36,7 +36,7 @@ def detect_phase_window(hub, run: str, *, signal: str = "icl_score", every: int 
     """
     if signal not in SIGNALS:
         raise EvalError(f"unknown signal {signal!r}; choose from {list(SIGNALS)}")
-    metric = "prefix_matching" if signal == "prefix_matching" else "losses"
+    metric = {"prefix_matching": "prefix_matching", "llc": "llc"}.get(signal, "losses")
     frame = evaluate_run(hub, run, metrics=[metric], every=every, settings=settings,
                          cache=cache, progress=progress)
     return detect_phase_change(frame, signal=signal, run=run, params=params)

@@ -4,11 +4,13 @@ Level: ``runs`` (imports ``errors`` and the size constants of ``measures``).
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from induction_lens.errors import EvalError
 from induction_lens.measures.ablations import DEFAULT_CONTEXT_FRACTION
+from induction_lens.measures.llc import LLCSampler
 from induction_lens.measures.losses import LOGITS_BUDGET
 
 __all__ = ["ALL_SETTINGS", "EvalSettings"]
@@ -59,6 +61,27 @@ class EvalSettings:
     """Ablations: examples per pass (None: from the model's size; speed only, not in the key)."""
     heads_per_pass: int = 1
     """Ablations: heads of one layer stacked into one pass (for GPUs; speed only)."""
+    llc_sampler: LLCSampler = "sgmcmc_sgld"
+    """LLC: devinterp's sampling method (:func:`~induction_lens.measures.llc.estimate_llc`)."""
+    llc_lr: float = 3e-3
+    """LLC: SGLD step size. 3e-3 is the one of 3e-4, 1e-3 and 3e-3 whose trace flattened
+    (:func:`~induction_lens.measures.llc.trace_drift` within 0.1) at every checkpoint of the
+    laptop ``attn-only-2l`` with the other defaults; ``benchmarks/bench_llc.py`` measures it."""
+    llc_n_beta: float | None = None
+    """LLC: inverse temperature times sample size; None: ``llc_batch_size / ln(llc_batch_size)``
+    (devinterp's default)."""
+    llc_localization: float = 100.0
+    """LLC: pull ``gamma`` towards the measured weights."""
+    llc_chains: int = 2
+    """LLC: independent SGLD chains."""
+    llc_draws: int = 200
+    """LLC: draws (SGLD steps) per chain."""
+    llc_batch_size: int = 32
+    """LLC: examples per SGLD step."""
+    llc_examples: int = 256
+    """LLC: examples of the evaluation set the chains sample on (the first ones)."""
+    llc_seed: int = 0
+    """LLC: devinterp's ``init_seed`` (chain ``c`` uses ``llc_seed + c``)."""
 
     def __post_init__(self) -> None:
         for name in ("n_examples", "batch_size", "logits_budget", "head_examples",
@@ -93,6 +116,25 @@ class EvalSettings:
                 not isinstance(self.ablation_batch_size, int) or self.ablation_batch_size < 1):
             raise EvalError(f"EvalSettings.ablation_batch_size={self.ablation_batch_size!r} must "
                             "be a positive integer or None")
+        if self.llc_sampler not in get_args(LLCSampler):
+            raise EvalError(f"EvalSettings.llc_sampler={self.llc_sampler!r} is not one of "
+                            f"{get_args(LLCSampler)}")
+        for name in ("llc_chains", "llc_draws", "llc_batch_size", "llc_examples"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise EvalError(f"EvalSettings.{name}={value!r} must be a positive integer")
+        if self.llc_examples < self.llc_batch_size:
+            raise EvalError(f"EvalSettings.llc_examples={self.llc_examples} must be at least "
+                            f"llc_batch_size={self.llc_batch_size} (one SGLD batch)")
+        for name, floor in (("llc_lr", 0.0), ("llc_localization", None), ("llc_n_beta", 0.0)):
+            value = getattr(self, name)
+            if value is None and name == "llc_n_beta":
+                continue
+            ok = isinstance(value, int | float) and math.isfinite(value) and (
+                value > floor if floor is not None else value >= 0)
+            if not ok:
+                sign = "positive" if floor is not None else "non-negative"
+                raise EvalError(f"EvalSettings.{name}={value!r} must be a {sign} number")
         if not isinstance(self.heads_per_pass, int) or self.heads_per_pass < 1:
             raise EvalError(f"EvalSettings.heads_per_pass={self.heads_per_pass!r} must be a "
                             "positive integer")

@@ -51,6 +51,7 @@ from induction_lens.viz.heads import copying_vs_prefix, correlation_scatter, hea
 from induction_lens.viz.text import attention_pattern, token_loss_diff
 from induction_lens.viz.training import (
     icl_score_curve,
+    llc_curve,
     loss_curve,
     loss_derivative_heatmap,
     loss_heatmap,
@@ -73,6 +74,7 @@ __all__ = [
     "format_si",
     "head_score_curves",
     "icl_score_curve",
+    "llc_curve",
     "layer_colour",
     "log_ticks",
     "loss_curve",

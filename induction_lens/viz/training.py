@@ -12,11 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from induction_lens.viz._common import (
     _TOKENS_TITLE,
+    HEIGHT,
+    TEMPLATE,
     PlotError,
     _check_frame,
+    _draw_windows,
     _figure,
     _log_axis,
     _metric_rows,
@@ -31,7 +35,7 @@ from induction_lens.viz._common import (
     run_colour,
 )
 
-__all__ = ["icl_score_curve", "loss_curve", "loss_derivative_heatmap", "loss_heatmap",
+__all__ = ["icl_score_curve", "llc_curve", "loss_curve", "loss_derivative_heatmap", "loss_heatmap",
            "pca_trajectories"]
 
 
@@ -292,3 +296,65 @@ def pca_trajectories(pca_frame: pd.DataFrame, *, highlight: str | Sequence[str] 
         (fig.update_xaxes if col == "x" else fig.update_yaxes)(title_text=text)
     fig.update_layout(legend=dict(orientation="h", y=-0.25), showlegend=len(wanted) > 1)
     return fig
+
+
+def llc_curve(frame: pd.DataFrame, *, run: str | None = None, windows: Any = None,
+              log_x: bool = True, window_signal: str | None = None,
+              title: str | None = "Local learning coefficient over training",
+              height: int | None = None) -> go.Figure:
+    """The LLC over training above the highest prefix-matching score and the ICL score of one
+    run, on one training-tokens axis, the phase-change windows shaded across all three.
+
+    The LLC (metric ``llc``, :mod:`induction_lens.measures.llc`) is drawn with a band of one
+    standard deviation over chains (``llc_std``); the middle panel is the best head's
+    prefix-matching score (Argument 1's signal of induction heads forming), the bottom one the
+    ICL score (the paper's defining measurement). Panels whose metric the frame lacks are
+    left out; the LLC panel is required.
+
+    Args:
+        frame: a tidy sweep frame with ``llc`` rows (metric "llc"), and optionally
+            ``prefix_matching`` and ``icl_score`` rows.
+        run: the run to draw (required when the frame holds several).
+        windows: phase-change windows to shade (a ``phase_changes`` frame or PhaseWindows).
+        log_x: training tokens on a log axis, dropping a 0-token checkpoint.
+        window_signal: which windows of a ``phase_changes`` frame to shade (None: every
+            detected signal, e.g. both the ICL and the LLC window).
+        title: figure title (None: none).
+        height: pixels (default: 2 x :data:`HEIGHT`).
+    """
+    what = "llc_curve"
+    _check_frame(frame, what, ("metric", "value", "train_tokens", "step"),
+                 "pass the frame evaluate_run returns (metric 'llc')")
+    rows = _metric_rows(frame, "llc", what, "evaluate the run with the 'llc' metric")
+    frame, runs = _select_runs(frame, run, what, single=True)
+    panels = [("llc", "LLC")] + [(m, label) for m, label in (
+        ("prefix_matching", "max prefix matching"), ("icl_score", "ICL score"))
+        if (frame["metric"] == m).any()]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.04)
+    fig.update_layout(template=TEMPLATE, height=height or 2 * HEIGHT,
+                      title=dict(text=title) if title else None)
+    for i, (metric, label) in enumerate(panels, start=1):
+        rows = _on_training_axis(frame[frame["metric"] == metric], log_x, what)
+        curve = (rows.groupby(["step", "train_tokens"], as_index=False)["value"].max()
+                 .sort_values("step"))
+        x = curve["train_tokens"].astype(float)
+        if metric == "llc":
+            std = _on_training_axis(frame[frame["metric"] == "llc_std"], log_x, what) \
+                if (frame["metric"] == "llc_std").any() else None
+            if std is not None and len(std):
+                spread = curve.merge(std[["step", "value"]].rename(columns={"value": "std"}),
+                                     on="step", how="left")["std"].fillna(0).to_numpy(float)
+                y = curve["value"].to_numpy(float)
+                fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
+                                         y=np.concatenate([y + spread, (y - spread)[::-1]]),
+                                         fill="toself", line=dict(width=0), opacity=0.2,
+                                         fillcolor=run_colour(0), hoverinfo="skip",
+                                         name="LLC +- std over chains"), row=i, col=1)
+        fig.add_trace(go.Scatter(x=x, y=curve["value"].astype(float), mode="lines+markers",
+                                 name=label, line=dict(color=run_colour(i - 1), width=2),
+                                 marker=dict(size=4)), row=i, col=1)
+        fig.update_yaxes(title_text=label, row=i, col=1)
+    _draw_windows(fig, windows, runs, window_signal)
+    fig.update_xaxes(type="log" if log_x else "linear", exponentformat="SI")
+    fig.update_xaxes(title_text=_TOKENS_TITLE, row=len(panels), col=1)
+    return log_ticks(fig, "x")
