@@ -35,7 +35,7 @@ from induction_lens import constants as C
 from induction_lens.config import ConfigError, DataSpec, ModelSpec, RunConfig, TrainConfig
 from induction_lens.data import make_corpus
 from induction_lens.errors import HubError
-from induction_lens.hub import Hub, empty_log
+from induction_lens.hub import Hub, RunWriter, empty_log
 from induction_lens.models import build_model, fused_attention
 from induction_lens.models.interventions import InterventionHooks, check_interventions
 from induction_lens.presets import Scale, get_preset
@@ -122,6 +122,87 @@ def resolve_config(model: ModelSpec | RunConfig | str, *, train: TrainConfig | N
     return cfg
 
 
+StepLoss = Callable[[int], tuple[Tensor, dict[str, float]]]
+"""``step_loss(step) -> (loss, extra log columns)``: one training step's forward pass."""
+
+
+def run_steps(writer: RunWriter, net: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              tcfg: TrainConfig, *, step_loss: StepLoss, tokens_per_step: int,
+              hooks: InterventionHooks | None = None, progress: bool = True,
+              on_checkpoint: CheckpointCallback | None = None) -> pd.DataFrame:
+    """The training loop every trainer of the package shares (language models, Reddy 2023).
+
+    Resumes from the run's last complete checkpoint (weights and optimizer state, refused with
+    a :class:`HubError` when they do not fit) or writes the step-0 checkpoint; then for each
+    step sets the scheduled learning rate and weight decay, backpropagates ``step_loss``,
+    clips, steps, logs ``step, tokens, loss, lr, grad_norm, seconds`` (plus the step's extra
+    columns) and writes the checkpoints of ``tcfg.checkpoint_steps()``. ``hooks`` (declared
+    interventions) are told after backward and after each optimizer step.
+
+    Returns:
+        The run's whole training log.
+    """
+    hub, run = writer.hub, writer.run
+    start = writer.last_step
+    if start is not None:
+        weights = hub.load_state_dict(run, start)
+        optim_state = hub.load_optimizer_state(run, start)
+        try:
+            net.load_state_dict(weights)
+            optimizer.load_state_dict(optim_state)
+        except (ValueError, KeyError, RuntimeError, TypeError) as err:
+            raise HubError(f"checkpoint {start} of run {run!r} does not fit its model and "
+                           f"optimizer ({str(err).strip().splitlines()[0]}); restore it or "
+                           "start a new --run") from None
+        log = hub.log(run)
+        log = log[log["step"] <= start].reset_index(drop=True)
+        logger.info("resuming run %s from step %d", run, start)
+    else:
+        start, log = 0, empty_log()
+        writer.save_checkpoint(0, 0, net, optimizer.state_dict(), log)
+        if on_checkpoint is not None:
+            on_checkpoint(0, 0, net)
+
+    ckpt_steps = set(tcfg.checkpoint_steps())
+    params = [p for p in net.parameters() if p.requires_grad]
+    rows: list[dict] = []
+    net.train()
+    bar = tqdm(total=tcfg.steps, initial=min(start, tcfg.steps), disable=not progress,
+               desc=run, unit="step", dynamic_ncols=True)
+    for step in range(start, tcfg.steps):
+        t0 = time.perf_counter()
+        lr, wd = tcfg.lr_at(step), tcfg.weight_decay_at(step)
+        for i, group in enumerate(optimizer.param_groups):
+            group["lr"] = lr
+            group["weight_decay"] = wd if i == 0 else 0.0
+        loss, extra = step_loss(step)
+        loss.backward()
+        if hooks is not None:
+            hooks.after_backward()
+        grad_norm = (torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+                     if tcfg.grad_clip is not None else torch.tensor(float("nan")))
+        optimizer.step()
+        if hooks is not None:
+            hooks.after_step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        rows.append({"step": done, "tokens": done * tokens_per_step, "loss": loss.item(),
+                     **extra, "lr": lr, "grad_norm": float(grad_norm),
+                     "seconds": time.perf_counter() - t0})
+        bar.update(1)
+        bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
+        if done in ckpt_steps:
+            new = pd.DataFrame(rows)
+            log = pd.concat([log, new], ignore_index=True) if len(log) else new
+            rows = []
+            writer.save_checkpoint(done, done * tokens_per_step, net, optimizer.state_dict(),
+                                   log)
+            if on_checkpoint is not None:
+                on_checkpoint(done, done * tokens_per_step, net)
+    bar.close()
+    return log
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -183,65 +264,18 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
 
         net = build_model(spec, seed=tcfg.seed, device=device)
         optimizer = make_optimizer(net, tcfg)
-        start = writer.last_step
-        if start is not None:
-            weights = hub.load_state_dict(run, start)
-            optim_state = hub.load_optimizer_state(run, start)
-            try:
-                net.load_state_dict(weights)
-                optimizer.load_state_dict(optim_state)
-            except (ValueError, KeyError, RuntimeError, TypeError) as err:
-                raise HubError(f"checkpoint {start} of run {run!r} does not fit its model and "
-                               f"optimizer ({str(err).strip().splitlines()[0]}); restore it or "
-                               "start a new --run") from None
-            log = hub.log(run)
-            log = log[log["step"] <= start].reset_index(drop=True)
-            logger.info("resuming run %s from step %d", run, start)
-        else:
-            start, log = 0, empty_log()
-            writer.save_checkpoint(0, 0, net, optimizer.state_dict(), log)
-            if on_checkpoint is not None:
-                on_checkpoint(0, 0, net)
 
-        ckpt_steps = set(tcfg.checkpoint_steps())
-        rows: list[dict] = []
-        net.train()
-        bar = tqdm(total=tcfg.steps, initial=min(start, tcfg.steps), disable=not progress,
-                   desc=run, unit="step", dynamic_ncols=True)
+        def step_loss(step: int) -> tuple[Tensor, dict[str, float]]:
+            tokens = corpus.batch(step, tcfg.batch_size).to(device)
+            hooks.before_forward(step)
+            return lm_loss(net(tokens), tokens), {}
+
         # Declared interventions (TrainConfig.interventions) hook in from their start step on;
         # a hooked pattern takes TransformerLens's path, the rest stays fused.
         with fused_attention(net, tcfg.fused_attention), \
                 InterventionHooks(net, tcfg.interventions) as hooks:
-            for step in range(start, tcfg.steps):
-                t0 = time.perf_counter()
-                lr, wd = tcfg.lr_at(step), tcfg.weight_decay_at(step)
-                for i, group in enumerate(optimizer.param_groups):
-                    group["lr"] = lr
-                    group["weight_decay"] = wd if i == 0 else 0.0
-                tokens = corpus.batch(step, tcfg.batch_size).to(device)
-                hooks.before_forward(step)
-                loss = lm_loss(net(tokens), tokens)
-                loss.backward()
-                hooks.after_backward()
-                grad_norm = (torch.nn.utils.clip_grad_norm_(net.parameters(), tcfg.grad_clip)
-                             if tcfg.grad_clip is not None else torch.tensor(float("nan")))
-                optimizer.step()
-                hooks.after_step()
-                optimizer.zero_grad(set_to_none=True)
-                done = step + 1
-                rows.append({"step": done, "tokens": done * tokens_per_step,
-                             "loss": loss.item(), "lr": lr, "grad_norm": float(grad_norm),
-                             "seconds": time.perf_counter() - t0})
-                bar.update(1)
-                bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
-                if done in ckpt_steps:
-                    log = pd.concat([log, pd.DataFrame(rows)], ignore_index=True) if len(log) \
-                        else pd.DataFrame(rows)
-                    rows = []
-                    writer.save_checkpoint(done, done * tokens_per_step, net,
-                                           optimizer.state_dict(), log)
-                    if on_checkpoint is not None:
-                        on_checkpoint(done, done * tokens_per_step, net)
-        bar.close()
+            log = run_steps(writer, net, optimizer, tcfg, step_loss=step_loss,
+                            tokens_per_step=tokens_per_step, hooks=hooks, progress=progress,
+                            on_checkpoint=on_checkpoint)
     net.eval()
     return TrainResult(hub=hub, run=run, model=net, log=log)

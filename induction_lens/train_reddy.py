@@ -22,14 +22,12 @@ interrupted. The log's ``tokens`` column counts training tokens, ``step * batch 
 """
 
 import logging
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from induction_lens.config import DataSpec, ReddyTaskSpec, RunConfig, TrainConfig
 from induction_lens.data.reddy import eval_set, make_world, train_batch
@@ -37,7 +35,7 @@ from induction_lens.errors import ConfigError
 from induction_lens.hub import Hub
 from induction_lens.models.reddy import InductionHeadModel, ReddyNetwork, build_reddy_network
 from induction_lens.presets import Scale, get_preset
-from induction_lens.train import CheckpointCallback, TrainResult, default_device
+from induction_lens.train import CheckpointCallback, TrainResult, default_device, run_steps
 
 logger = logging.getLogger(__name__)
 
@@ -121,54 +119,16 @@ def train_reddy(model: RunConfig | str, *, hub: Hub | str | Path, run: str,
     with hub.open_run(run, cfg, resume=resume) as writer:
         net: ReddyNetwork = build_reddy_network(cfg.model, seed=tcfg.seed, device=device)
         optimizer = make_reddy_optimizer(net, tcfg)
-        start = writer.last_step
-        if start is not None:
-            net.load_state_dict(hub.load_state_dict(run, start))
-            optimizer.load_state_dict(hub.load_optimizer_state(run, start))
-            log = hub.log(run)
-            log = log[log["step"] <= start].reset_index(drop=True)
-            logger.info("resuming run %s from step %d", run, start)
-        else:
-            start, log = 0, pd.DataFrame()
-            writer.save_checkpoint(0, 0, net, optimizer.state_dict(), log)
-            if on_checkpoint is not None:
-                on_checkpoint(0, 0, net)
-        ckpt_steps = set(tcfg.checkpoint_steps())
-        params = [p for p in net.parameters() if p.requires_grad]
-        rows: list[dict] = []
-        net.train()
-        bar = tqdm(total=tcfg.steps, initial=min(start, tcfg.steps), disable=not progress,
-                   desc=run, unit="step", dynamic_ncols=True)
-        for step in range(start, tcfg.steps):
-            t0 = time.perf_counter()
-            lr, wd = tcfg.lr_at(step), tcfg.weight_decay_at(step)
-            for i, group in enumerate(optimizer.param_groups):
-                group["lr"] = lr
-                group["weight_decay"] = wd if i == 0 else 0.0
+
+        def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
             batch = train_batch(task, world, step, tcfg.batch_size).to(device)
             logits = net(batch.inputs)
-            loss = F.cross_entropy(logits, batch.targets)
-            loss.backward()
-            grad_norm = (torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
-                         if tcfg.grad_clip is not None else torch.tensor(float("nan")))
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            rows.append({"step": done, "tokens": done * tokens_per_step, "loss": loss.item(),
-                         "accuracy": (logits.argmax(-1) == batch.targets).float().mean().item(),
-                         "lr": lr, "grad_norm": float(grad_norm),
-                         "seconds": time.perf_counter() - t0})
-            bar.update(1)
-            bar.set_postfix(loss=f"{rows[-1]['loss']:.3f}", refresh=False)
-            if done in ckpt_steps:
-                new = pd.DataFrame(rows)
-                log = pd.concat([log, new], ignore_index=True) if len(log) else new
-                rows = []
-                writer.save_checkpoint(done, done * tokens_per_step, net,
-                                       optimizer.state_dict(), log)
-                if on_checkpoint is not None:
-                    on_checkpoint(done, done * tokens_per_step, net)
-        bar.close()
+            accuracy = (logits.argmax(-1) == batch.targets).float().mean().item()
+            return F.cross_entropy(logits, batch.targets), {"accuracy": accuracy}
+
+        log = run_steps(writer, net, optimizer, tcfg, step_loss=step_loss,
+                        tokens_per_step=tokens_per_step, progress=progress,
+                        on_checkpoint=on_checkpoint)
     net.eval()
     return TrainResult(hub=hub, run=run, model=net, log=log)
 
