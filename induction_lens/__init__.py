@@ -32,6 +32,7 @@ from induction_lens.measures.ablations import ablate
 from induction_lens.measures.heads import head_scores
 from induction_lens.models import build_model
 from induction_lens.presets import PRESETS, get_preset, list_presets
+from induction_lens.pretrained import import_pretrained
 from induction_lens.runs import (
     EvalSettings,
     ablate_run,
@@ -74,6 +75,7 @@ __all__ = [
     "frame",
     "get_preset",
     "head_scores",
+    "import_pretrained",
     "list_presets",
     "measures",
     "plots",
