@@ -513,3 +513,16 @@ def test_ablate_run_rejects_bad_arguments(trained_hub):
         RA.ablate_run(trained_hub, "attn-only-2l", window=(800, 400))
     with pytest.raises((AblationError, TypeCheckError), match="mean"):
         RA.ablate_run(trained_hub, "attn-only-2l", kind="mean")
+
+
+@pytest.mark.slow
+def test_ablation_metric_without_cache_writes_nothing(trained_hub):
+    """``cache=False`` reaches the window detection too: a hub you must not write into stays
+    untouched, and the detected window still gives the projection."""
+    from induction_lens.runs import evaluate_run
+
+    frame = evaluate_run(trained_hub, "attn-only-2l", metrics="ablation_pattern", steps=[800],
+                         settings=EvalSettings(n_examples=32, context_fraction=0.0),
+                         cache=False, progress=False)
+    assert (frame.metric == "before_after_projection").sum() == 8
+    assert not (trained_hub.run_dir("attn-only-2l") / "evals").exists()

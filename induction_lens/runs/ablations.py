@@ -78,10 +78,12 @@ def _snap(run: str, window: Sequence[int], available: Sequence[int]) -> tuple[in
     return snapped[0], snapped[1]
 
 
-def _detect(hub: Hub, run: str, settings: EvalSettings) -> tuple[int, int] | None:
+def _detect(hub: Hub, run: str, settings: EvalSettings, *, cache: bool = True
+            ) -> tuple[int, int] | None:
     """The run's phase-change window in steps from its ICL-score curve (the ``losses`` metric,
     cached), or None when it shows none."""
-    frame = evaluate_run(hub, run, metrics="losses", settings=settings, progress=False)
+    frame = evaluate_run(hub, run, metrics="losses", settings=settings, cache=cache,
+                         progress=False)
     window = detect_phase_change(frame, signal="icl_score", run=run)
     if window is None:
         logger.warning("run %s shows no phase change in its ICL score; "
@@ -103,7 +105,7 @@ def resolve_window(ctx: EvalContext) -> tuple[int, int] | None:
             raise AblationError("ablation_window needs a stored run (a hub) to read the "
                                 "window's checkpoints; use ablation_window='none'")
         if window == "detect":
-            return _detect(ctx.hub, ctx.run, ctx.settings)
+            return _detect(ctx.hub, ctx.run, ctx.settings, cache=ctx.cache)
         available = [e.step for e in ctx.hub.manifest(ctx.run)]
         return _snap(ctx.run, window, available)
 

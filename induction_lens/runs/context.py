@@ -38,7 +38,7 @@ class EvalContext:
     def __init__(self, settings: EvalSettings, *, d_vocab: int, n_ctx: int,
                  eval_tokens: Callable[[int], Tensor] | Tensor | None = None,
                  token_frequencies: np.ndarray | None = None, hub: Hub | None = None,
-                 run: str | None = None, config: RunConfig | None = None):
+                 run: str | None = None, config: RunConfig | None = None, cache: bool = True):
         self.settings = settings
         self.d_vocab = d_vocab
         self.n_ctx = n_ctx
@@ -46,6 +46,9 @@ class EvalContext:
         self.run = run
         self.config = config
         """The run's config (None for a model outside a hub)."""
+        self.cache = cache
+        """Whether metrics that evaluate other metrics of the run (the ablations' phase
+        window) may read and write the run's caches."""
         self._eval_source = eval_tokens
         self._frequencies = token_frequencies
         self._cache: dict[str, Any] = {}
@@ -54,7 +57,8 @@ class EvalContext:
         self.train_tokens: int | None = None
 
     @classmethod
-    def from_hub(cls, hub: Hub, run: str, settings: EvalSettings) -> "EvalContext":
+    def from_hub(cls, hub: Hub, run: str, settings: EvalSettings, *,
+                 cache: bool = True) -> "EvalContext":
         """The context of a stored run: its corpus's evaluation set and token frequencies."""
         cfg = hub.config(run)
         corpus: list = []  # built on first use (natural text loads a tokenizer), then reused
@@ -66,7 +70,7 @@ class EvalContext:
 
         return cls(settings, d_vocab=getattr(cfg.model, "d_vocab", 0), n_ctx=cfg.model.n_ctx,
                    eval_tokens=eval_tokens, token_frequencies=hub.token_frequencies(run),
-                   hub=hub, run=run, config=cfg)
+                   hub=hub, run=run, config=cfg, cache=cache)
 
     @property
     def task(self) -> str:

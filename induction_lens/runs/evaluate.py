@@ -120,7 +120,7 @@ def evaluate_run(hub: Hub | str | Path, run: str, *, metrics: Sequence[str] | st
     """
     hub = Hub.of(hub)
     settings = settings if settings is not None else EvalSettings()
-    ctx = EvalContext.from_hub(hub, run, settings)
+    ctx = EvalContext.from_hub(hub, run, settings, cache=cache)
     chosen = select_metrics(metrics, task=ctx.task)
     entries = hub.manifest(run)
     if not entries:
@@ -192,8 +192,4 @@ def evaluate_runs(hub: Hub | str | Path, runs: Sequence[str], **kwargs: Any) -> 
     frames = [evaluate_run(hub, run, **kwargs) for run in runs]
     return tidy(pd.concat(frames, ignore_index=True)) if frames else tidy(pd.DataFrame(
         columns=["metric", "value"]))
-
-
-# ============================================================================ CLI
-
 
