@@ -320,6 +320,31 @@ def test_copying_matches_reference(tiny_model, bos):
                                ref_copying(tiny_model, tokens, bos), atol=1e-4, rtol=0)
 
 
+def test_a_copier_that_also_raises_the_other_sample_tokens_scores_below_zero():
+    """Why trained induction heads score negative: the score is above 0 only when the attended
+    token's raise exceeds the summed raise of all other sample tokens.
+
+    Tokens 1-8 form the sample; the direct path of a source with token t raises t by a = 2 and
+    every other sample token by b = 1 (vocabulary 20, so the mean logit is m = (a + 7b)/20):
+    the attended token is by far the most raised, yet
+    rho = (a - m) / (2(a - m) + 7(b - m)) = 1.55 / 6.95 and the score 4 rho - 1 < 0.
+    """
+    a, b, n, d_vocab = 2.0, 1.0, 8, 20
+    model = copier(+1.0, d_vocab=d_vocab)
+    with torch.no_grad():
+        w_u = model.unembed.W_U
+        w_u[1:n + 1, 1:n + 1] = b
+        w_u[range(1, n + 1), range(1, n + 1)] = a
+        w_u[31] = w_u[:31].sum(0).max() - w_u[:31].sum(0)  # equal column sums: the LayerNorm
+        # centring of the one-hot residual then shifts every logit equally
+    tokens = repeated_tokens(np.arange(1, n + 1), n_examples=3, seq_len=n, repeats=1)
+    m = (a + (n - 1) * b) / d_vocab
+    rho = (a - m) / (2 * (a - m) + (n - 1) * (b - m))
+    score = copying_scores(model, tokens).item()
+    assert score == pytest.approx(4 * rho - 1, abs=ATOL)
+    assert 4 / (n + 1) - 1 < score < 0  # above the chance level, below zero
+
+
 @pytest.mark.parametrize("bos", [True, False])
 def test_literal_copying_matches_reference(tiny_model, bos):
     tokens = copy_tokens(50, seq_len=6, n_examples=3, bos=bos)

@@ -139,11 +139,26 @@ def prefix_matching_scores(model: HookedTransformer, tokens: Int[Tensor, "batch 
     random tokens, excluding the most common and the least common tokens. Repeat this sequence 4
     times and prepend a 'start of sequence' token. Compute the attention pattern. The prefix
     matching score is the average of all attention pattern entries attending from a given token
-    back to the tokens that [followed] the same token in earlier repeats."
+    back to the tokens that preceded the same token in earlier repeats."
 
-    Our reading, from the Model Analysis Table ("the average fraction of a head's attention weight
-    given to the token we expect an induction head to attend to"): for each query that has
-    earlier copies, sum its attention on the tokens that followed those copies
+    The target is a reading, and not the sentence's literal one. Read word for word, "the tokens
+    that preceded the same token" are the tokens just *before* each earlier copy of the present
+    token; the appendix's summary of the same evaluator ("does the head attend to earlier tokens
+    that are followed by a token that matches the present token?") reads the same way, and the
+    paper's change log records that this definition was already corrected once ("Corrects the
+    definition of Prefix matching in two places"). Everywhere else the paper puts the target one
+    token *after* the earlier copy: "Key Concepts", "That is, it attends to the token which
+    induction would suggest comes next"; its "Induction Heads" paragraph, "search for a previous
+    place in the sequence where the present token A occurred and attends to the next token (call
+    it B)"; and the same appendix section, an induction head "attends to previous instances of
+    the present token and increases the logit of the token that followed". We score the
+    attention on the token that *followed* an earlier copy, the token an induction head copies,
+    as every implementation we compared with does; the literal target (the token before an
+    earlier copy) would score a perfect induction head 0.
+
+    Our reading of the average, from the Model Analysis Table ("the average fraction of a
+    head's attention weight given to the token we expect an induction head to attend to"): for
+    each query that has earlier copies, sum its attention on the tokens that followed those copies
     (:func:`induction_targets`), then average over queries and examples. A perfect induction head
     scores 1 whether it attends to the latest copy or spreads over all of them; uniform causal
     attention scores ``mean_i n_targets(i) / (i + 1)``; a pure previous-token head scores 0
@@ -302,6 +317,35 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
     sample's tokens evenly scores ``4/(n+1) - 1`` (-0.85 for 25 tokens): that, not 0, is the
     chance level.
 
+    Why heads that clearly copy can score below 0 (a consequence of the definition, not a
+    defect): ``rho_j > 1/4`` (score > 0) exactly when ``r_j[t_j] > sum_{k != j} r_j[t_k]``, i.e.
+    when the attended token's rectified raise exceeds the *summed* rectified raises of the other
+    24 sample tokens. A trained head's OV circuit raises its input token most but also raises
+    many other tokens a little; after the mean subtraction the ReLU keeps the positive ones, and
+    over 24 other sample tokens they add up. On a briefly trained laptop ``attn-only-2l`` the
+    layer-1 induction heads raise the attended token more than any other sample token for
+    94-98% of sources, but by only about a third of the others' total, so they score -0.15 to
+    -0.22 (well above the chance level of -0.85) while their OV-eigenvalue copying
+    (:func:`~induction_lens.measures.circuits.ov_copying`, which measures the sign of the
+    eigenvalues, not how the diagonal compares with the sum of the off-diagonal) is 1.0. We
+    checked the direct path's parts for a defect: the final LayerNorm's centring and gain are
+    the head's contribution's true linear image, the mean-logit subtraction is the paper's, BOS
+    is outside the sample and carries no weight, and the sign of the ratio is right (an exact
+    copier scores 1, its negation -1; both tested).
+
+    Readings (``reading``, our choice of default). The appendix says "Compute this head's
+    contribution to the residual stream", i.e. the head's summed output at each query, and
+    rectifies that; ``reading="per_source"`` (the default, above) rectifies each attended
+    source's term instead. ``reading="literal"`` follows the text: at each sample query ``i``,
+    ``z_i = sum_j A[i, j] v_j`` over every source (BOS included, it is part of the head's
+    output), ``r_i`` its rectified direct-path logits, the raise of "the token being attended to"
+    the attention-weighted ``a_i = sum_{j in sample} A[i, j] r_i[t_j] / w_i`` with
+    ``w_i = sum_{j in sample} A[i, j]``, ``rho_i = a_i / (a_i + sum_k r_i[t_k])``, and
+    ``rho = sum_i w_i rho_i / sum_i w_i``. Under one-hot attention on a sample token the two
+    readings are the same number; under diffuse attention the literal one also penalises where
+    a head looks (an exact copier attending evenly to ``n`` tokens scores ``4/(n+1) - 1``), so on
+    trained models it is lower (-0.50 to -0.60 for the heads above).
+
     BOS: the paper omitted the start-of-sequence token here "by mistake" (footnote 31) and says
     it would have been better to include it; our models always see BOS at position 0, so by
     default (``bos=True``) ``tokens`` start with BOS, BOS is not part of the sample and attention
@@ -312,6 +356,7 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
         model: any multi-head-attention ``HookedTransformer``.
         tokens: ``[batch, pos]`` random distinct tokens (``bos=True``: ``tokens[:, 0]`` is BOS).
         bos: whether position 0 is a BOS token outside the sample.
+        reading: "per_source" (default) or "literal", see above (:data:`CopyingReading`).
         batch_size: examples per forward pass.
     """
     tokens = check_tokens(model, tokens, min_len=3 if bos else 2)
