@@ -117,6 +117,35 @@ def ref_copying(model, tokens, bos):
     return out
 
 
+def ref_copying_literal(model, tokens, bos):
+    """The literal reading, one query at a time: rectify the head's summed output at query i."""
+    _, cache = model.run_with_cache(tokens)
+    first = 1 if bos else 0
+    out = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        v, p = cache["v", layer], cache["pattern", layer]
+        for h in range(model.cfg.n_heads):
+            num = den = 0.0
+            for b in range(tokens.shape[0]):
+                sample = tokens[b, first:].tolist()
+                for i in range(first, tokens.shape[1]):
+                    z = sum(p[b, h, i, j] * v[b, j, h] for j in range(i + 1))  # BOS included
+                    o = z @ model.W_O[layer, h]
+                    o = o - o.mean()
+                    logits = (o * model.ln_final.w) @ model.W_U
+                    r = torch.relu(logits - logits.mean())
+                    w = sum(p[b, h, i, j].item() for j in range(first, i + 1))
+                    if w == 0:
+                        continue
+                    own = sum(p[b, h, i, j].item() * r[tokens[b, j]].item()
+                              for j in range(first, i + 1)) / w
+                    total = own + sum(r[t].item() for t in sample)
+                    num += w * (own / total if total > 0 else 0.0)
+                    den += w
+            out[layer, h] = 4 * num / den - 1
+    return out
+
+
 # ----------------------------------------------------------------------------- previous token
 def test_exact_previous_token_pattern_scores_one(tiny_model):
     tokens = repeated(tiny_model)
@@ -291,6 +320,90 @@ def test_copying_matches_reference(tiny_model, bos):
                                ref_copying(tiny_model, tokens, bos), atol=1e-4, rtol=0)
 
 
+def test_a_copier_that_also_raises_the_other_sample_tokens_scores_below_zero():
+    """Why trained induction heads score negative: the score is above 0 only when the attended
+    token's raise exceeds the summed raise of all other sample tokens.
+
+    Tokens 1-8 form the sample; the direct path of a source with token t raises t by a = 2 and
+    every other sample token by b = 1 (vocabulary 20, so the mean logit is m = (a + 7b)/20):
+    the attended token is by far the most raised, yet
+    rho = (a - m) / (2(a - m) + 7(b - m)) = 1.55 / 6.95 and the score 4 rho - 1 < 0.
+    """
+    a, b, n, d_vocab = 2.0, 1.0, 8, 20
+    model = copier(+1.0, d_vocab=d_vocab)
+    with torch.no_grad():
+        w_u = model.unembed.W_U
+        w_u[1:n + 1, 1:n + 1] = b
+        w_u[range(1, n + 1), range(1, n + 1)] = a
+        w_u[31] = w_u[:31].sum(0).max() - w_u[:31].sum(0)  # equal column sums: the LayerNorm
+        # centring of the one-hot residual then shifts every logit equally
+    tokens = repeated_tokens(np.arange(1, n + 1), n_examples=3, seq_len=n, repeats=1)
+    m = (a + (n - 1) * b) / d_vocab
+    rho = (a - m) / (2 * (a - m) + (n - 1) * (b - m))
+    score = copying_scores(model, tokens).item()
+    assert score == pytest.approx(4 * rho - 1, abs=ATOL)
+    assert 4 / (n + 1) - 1 < score < 0  # above the chance level, below zero
+
+
+@pytest.mark.parametrize("bos", [True, False])
+def test_literal_copying_matches_reference(tiny_model, bos):
+    tokens = copy_tokens(50, seq_len=6, n_examples=3, bos=bos)
+    torch.testing.assert_close(
+        copying_scores(tiny_model, tokens, bos=bos, reading="literal", batch_size=2),
+        ref_copying_literal(tiny_model, tokens, bos), atol=1e-4, rtol=0)
+
+
+def test_readings_of_an_exact_copier_under_uniform_attention():
+    """Uniform causal attention over BOS and the ``i`` sample tokens seen so far.
+
+    The copier's summed output at query ``i`` is ``(e_BOS + sum_j e_{t_j}) / (i + 1)``: after
+    the mean-logit subtraction it raises each of the ``i`` seen tokens by ``1/(i+1) - 1/20``
+    (vocabulary 20) and no other sample token, so the literal ratio is ``rho_i = 1/(i+1)``,
+    weighted by the sample attention ``w_i = i/(i+1)``; every single source raises only its own
+    token, so the per-source reading scores 1.
+    """
+    model = copier(+1.0)
+    tokens = copy_tokens(20, seq_len=8, n_examples=2)
+    assert all(len(set(row[1:].tolist())) == 8 for row in tokens)  # distinct sample tokens
+    i = np.arange(1, 9)
+    w, rho = i / (i + 1), 1 / (i + 1)
+    expected = 4 * (w * rho).sum() / w.sum() - 1
+    with model.hooks(fwd_hooks=pattern_hooks(model, uniform_pattern)):
+        literal = copying_scores(model, tokens, reading="literal").item()
+        per_source = copying_scores(model, tokens, reading="per_source").item()
+    assert literal == pytest.approx(expected, abs=ATOL)
+    assert per_source == pytest.approx(1.0, abs=ATOL)
+
+
+def test_readings_agree_under_one_hot_attention(tiny_model):
+    """Each query attends only to itself: the summed output is one source's, so the readings
+    are the same number."""
+    tokens = copy_tokens(50, seq_len=6, n_examples=3)
+    with tiny_model.hooks(fwd_hooks=pattern_hooks(tiny_model, torch.eye)):
+        literal = copying_scores(tiny_model, tokens, reading="literal")
+        per_source = copying_scores(tiny_model, tokens, reading="per_source")
+    torch.testing.assert_close(literal, per_source, atol=ATOL, rtol=0)
+    assert not torch.allclose(literal, torch.full_like(literal, literal[0, 0].item()))
+
+
+def test_literal_reading_threads_through_the_shared_pass(tiny_model):
+    tokens = repeated(tiny_model, seq_len=5, n_examples=3)
+    for copying_bos, copy_input, bos in ((True, tokens[:, :6], True),
+                                         (False, tokens[:, 1:6], False)):
+        shared = repeated_head_scores(tiny_model, tokens, seq_len=5, copying_bos=copying_bos,
+                                      copying_reading="literal")
+        torch.testing.assert_close(
+            shared["copying"], copying_scores(tiny_model, copy_input, bos=bos, reading="literal"),
+            atol=ATOL, rtol=0)
+    frame = head_scores(tiny_model, metrics=["copying"], seq_len=5, copying_reading="literal")
+    torch.testing.assert_close(
+        torch.tensor(frame["value"].to_numpy(), dtype=torch.float32),
+        repeated_head_scores(tiny_model, repeated_tokens(
+            evaluator_token_pool(None, 50, special_tokens=(BOS_TOKEN_ID,)), n_examples=10,
+            seq_len=5, repeats=4, seed=0), seq_len=5, metrics=("copying",),
+            copying_reading="literal")["copying"].flatten(), atol=ATOL, rtol=0)
+
+
 def test_shared_forward_equals_separate_evaluators(tiny_model):
     tokens = repeated(tiny_model, seq_len=5, n_examples=3)
     shared = repeated_head_scores(tiny_model, tokens, seq_len=5)
@@ -325,6 +438,8 @@ def test_head_scores_frame(tiny_model):
     (lambda m: head_scores(m, seq_len=25, repeats=4), "do not fit the model's context"),
     (lambda m: prefix_matching_scores(m, torch.arange(1, 11)[None]), "no repeated token"),
     (lambda m: copying_scores(m, torch.arange(1, 11)[None], bos=True), "needs BOS"),
+    (lambda m: copying_scores(m, copy_tokens(50), reading="nope"), "copying reading 'nope'"),
+    (lambda m: head_scores(m, seq_len=5, copying_reading="sum"), "copying reading 'sum'"),
     (lambda m: previous_token_scores(m, torch.zeros(3, 5)), "integer token ids"),
     (lambda m: previous_token_scores(m, torch.zeros(5, dtype=torch.long)), r"shape \[batch, pos\]"),
     (lambda m: previous_token_scores(m, torch.full((1, 5), 99)), "vocabulary"),
@@ -415,3 +530,21 @@ def test_rankings_agree_with_transformer_lens_detection_patterns(trained_hub, ru
     # Identical up to a positive factor (the test above), hence identical rankings.
     assert torch.argsort(ours_prev).tolist() == torch.argsort(tl_prev).tolist()
     assert torch.argsort(ours_prefix).tolist() == torch.argsort(tl_prefix).tolist()
+
+
+# ----------------------------------------------------------------------------- settings
+def test_copying_reading_setting_keys_the_cache_only_when_set():
+    from induction_lens.runs import METRICS, EvalSettings
+
+    copying = METRICS["copying"]
+    default = copying.cache_key(EvalSettings())
+    assert "copying_reading" not in default["settings"]  # caches written before stay valid
+    assert "copying_bos" in default["settings"]
+    literal = copying.cache_key(EvalSettings(copying_reading="literal"))
+    assert literal["settings"]["copying_reading"] == "literal"
+    assert literal != default
+    prefix = METRICS["prefix_matching"]
+    assert prefix.cache_key(EvalSettings(copying_reading="literal")) == prefix.cache_key(
+        EvalSettings())
+    with clear_error("EvalSettings.copying_reading='sum'"):
+        EvalSettings(copying_reading="sum")

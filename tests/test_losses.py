@@ -165,6 +165,14 @@ def test_icl_indices_default_and_scaling(seq_len, expected):
     assert icl_indices(seq_len) == expected
 
 
+def test_icl_indices_round_halves_to_even():
+    """50/512 * 128 = 12.5 -> 12 and 50/512 * 384 = 37.5 -> 38: halves go to the even
+    neighbour, not up (rounding half up would give 13 at 128)."""
+    assert 50 / 512 * 128 == 12.5 and 50 / 512 * 384 == 37.5  # exact in binary
+    assert icl_indices(128)[0] == 12
+    assert icl_indices(384) == (38, 375)
+
+
 @pytest.mark.parametrize("seq_len, indices, message", [
     (128, (50, 500), "late index 500 is outside the context"),
     (128, (0, 100), "early index 0 is outside the context"),

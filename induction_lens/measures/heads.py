@@ -15,6 +15,8 @@ the copying input is the first repeat of the prefix-matching input (causal atten
 two identical; checked in the tests).
 """
 
+from typing import Literal, get_args
+
 import einops
 import numpy as np
 import pandas as pd
@@ -36,7 +38,9 @@ from induction_lens.measures._checks import (
 from induction_lens.models.pretrained import bos_token_id
 
 __all__ = [
+    "COPYING_READINGS",
     "HEAD_METRICS",
+    "CopyingReading",
     "HeadMetric",
     "copying_scores",
     "head_scores",
@@ -45,6 +49,11 @@ __all__ = [
     "random_dataset_tokens",
 ]
 
+CopyingReading = Literal["per_source", "literal"]
+"""How :func:`copying_scores` reads the appendix's copying evaluator: "per_source" (the default)
+rectifies each attended source's direct-path logits, "literal" rectifies the head's summed
+output at each query, as the appendix's text says."""
+COPYING_READINGS: tuple[str, ...] = get_args(CopyingReading)
 
 
 def _pattern_hook_names(model: HookedTransformer) -> list[str]:
@@ -130,11 +139,26 @@ def prefix_matching_scores(model: HookedTransformer, tokens: Int[Tensor, "batch 
     random tokens, excluding the most common and the least common tokens. Repeat this sequence 4
     times and prepend a 'start of sequence' token. Compute the attention pattern. The prefix
     matching score is the average of all attention pattern entries attending from a given token
-    back to the tokens that [followed] the same token in earlier repeats."
+    back to the tokens that preceded the same token in earlier repeats."
 
-    Our reading, from the Model Analysis Table ("the average fraction of a head's attention weight
-    given to the token we expect an induction head to attend to"): for each query that has
-    earlier copies, sum its attention on the tokens that followed those copies
+    The target is a reading, and not the sentence's literal one. Read word for word, "the tokens
+    that preceded the same token" are the tokens just *before* each earlier copy of the present
+    token; the appendix's summary of the same evaluator ("does the head attend to earlier tokens
+    that are followed by a token that matches the present token?") reads the same way, and the
+    paper's change log records that this definition was already corrected once ("Corrects the
+    definition of Prefix matching in two places"). Everywhere else the paper puts the target one
+    token *after* the earlier copy: "Key Concepts", "That is, it attends to the token which
+    induction would suggest comes next"; its "Induction Heads" paragraph, "search for a previous
+    place in the sequence where the present token A occurred and attends to the next token (call
+    it B)"; and the same appendix section, an induction head "attends to previous instances of
+    the present token and increases the logit of the token that followed". We score the
+    attention on the token that *followed* an earlier copy, the token an induction head copies,
+    as every implementation we compared with does; the literal target (the token before an
+    earlier copy) would score a perfect induction head 0.
+
+    Our reading of the average, from the Model Analysis Table ("the average fraction of a
+    head's attention weight given to the token we expect an induction head to attend to"): for
+    each query that has earlier copies, sum its attention on the tokens that followed those copies
     (:func:`induction_targets`), then average over queries and examples. A perfect induction head
     scores 1 whether it attends to the latest copy or spreads over all of them; uniform causal
     attention scores ``mean_i n_targets(i) / (i + 1)``; a pure previous-token head scores 0
@@ -203,15 +227,53 @@ def _copying_ratio(model: HookedTransformer, layer: int, head: int, v: Tensor,
     return torch.where(total > 0, own / total.clamp_min(1e-30), torch.zeros_like(own))
 
 
+def _literal_ratio(model: HookedTransformer, layer: int, head: int, v: Tensor,
+                   pattern: Tensor, tokens: Tensor, sample: slice) -> tuple[Tensor, Tensor]:
+    """The literal reading per sample query ``i``: ``(rho_i, w_i)``, each ``[b, i]``.
+
+    ``z_i = sum_j A[i, j] v_j`` over every source (BOS included: it is part of the head's
+    output), ``r_i = ReLU(l_i - mean(l_i))`` its direct-path logits, ``w_i`` the attention on
+    sample sources and ``a_i = sum_{j in sample} A[i, j] r_i[t_j] / w_i`` the raise of the
+    attended tokens; ``rho_i = a_i / (a_i + sum_k r_i[t_k])``.
+    """
+    z = einops.einsum(pattern[:, sample, :], v, "b i k, b k d -> b i d")
+    logits = _direct_logits(model, layer, head, z)  # [b, i, vocab]
+    raised = torch.relu(logits - logits.mean(-1, keepdim=True))
+    sample_tokens = tokens[:, sample]
+    index = einops.repeat(sample_tokens, "b k -> b i k", i=sample_tokens.shape[1])
+    on_sample = raised.gather(-1, index)  # [b, i, k]: raise of sample token k at query i
+    attn = pattern[:, sample, sample]  # [b, i, j]
+    w = attn.sum(-1)
+    own = (attn * on_sample).sum(-1) / w.clamp_min(1e-30)
+    total = own + on_sample.sum(-1)
+    rho = torch.where(total > 0, own / total.clamp_min(1e-30), torch.zeros_like(own))
+    return rho, w
+
+
 def _copying_sums(model: HookedTransformer, layer: int, v: Tensor, pattern: Tensor,
-                  tokens: Tensor, sample: slice) -> tuple[Tensor, Tensor]:
+                  tokens: Tensor, sample: slice, reading: CopyingReading = "per_source"
+                  ) -> tuple[Tensor, Tensor]:
     """Attention-weighted copying ratio sums and weight sums for every head of ``layer``."""
-    weights = pattern[:, :, sample, sample].sum(dim=2).double()  # [b, h, j]: received by j
     num = torch.zeros(model.cfg.n_heads, dtype=torch.float64)
+    den = torch.zeros(model.cfg.n_heads, dtype=torch.float64)
+    if reading == "literal":
+        for head in range(model.cfg.n_heads):
+            rho, w = _literal_ratio(model, layer, head, v[:, :, head], pattern[:, head], tokens,
+                                    sample)
+            num[head] = (w.double() * rho.double()).sum().cpu()
+            den[head] = w.double().sum().cpu()
+        return num, den
+    weights = pattern[:, :, sample, sample].sum(dim=2).double()  # [b, h, j]: received by j
     for head in range(model.cfg.n_heads):
         ratio = _copying_ratio(model, layer, head, v[:, :, head], tokens, sample).double()
         num[head] = (weights[:, head] * ratio).sum().cpu()
     return num, weights.sum(dim=(0, 2)).cpu()
+
+
+def _check_reading(reading: str) -> None:
+    if reading not in COPYING_READINGS:
+        raise EvalError(f"copying reading {reading!r} is not one of {COPYING_READINGS}; "
+                        "pass reading='per_source' (the default) or 'literal'")
 
 
 def _check_mha(model: HookedTransformer) -> None:
@@ -221,7 +283,8 @@ def _check_mha(model: HookedTransformer) -> None:
 
 
 def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *,
-                   bos: bool = True, batch_size: int = 32) -> Float[Tensor, "n_layers n_heads"]:
+                   bos: bool = True, reading: CopyingReading = "per_source",
+                   batch_size: int = 32) -> Float[Tensor, "n_layers n_heads"]:
     """Copying score of every head on random tokens, in [-1, 1].
 
     Appendix "(3) Head activation evaluators", *Copying*: "Generate a sequence of 25 random
@@ -254,6 +317,35 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
     sample's tokens evenly scores ``4/(n+1) - 1`` (-0.85 for 25 tokens): that, not 0, is the
     chance level.
 
+    Why heads that clearly copy can score below 0 (a consequence of the definition, not a
+    defect): ``rho_j > 1/4`` (score > 0) exactly when ``r_j[t_j] > sum_{k != j} r_j[t_k]``, i.e.
+    when the attended token's rectified raise exceeds the *summed* rectified raises of the other
+    24 sample tokens. A trained head's OV circuit raises its input token most but also raises
+    many other tokens a little; after the mean subtraction the ReLU keeps the positive ones, and
+    over 24 other sample tokens they add up. On a briefly trained laptop ``attn-only-2l`` the
+    layer-1 induction heads raise the attended token more than any other sample token for
+    94-98% of sources, but by only about a third of the others' total, so they score -0.15 to
+    -0.22 (well above the chance level of -0.85) while their OV-eigenvalue copying
+    (:func:`~induction_lens.measures.circuits.ov_copying`, which measures the sign of the
+    eigenvalues, not how the diagonal compares with the sum of the off-diagonal) is 1.0. We
+    checked the direct path's parts for a defect: the final LayerNorm's centring and gain are
+    the head's contribution's true linear image, the mean-logit subtraction is the paper's, BOS
+    is outside the sample and carries no weight, and the sign of the ratio is right (an exact
+    copier scores 1, its negation -1; both tested).
+
+    Readings (``reading``, our choice of default). The appendix says "Compute this head's
+    contribution to the residual stream", i.e. the head's summed output at each query, and
+    rectifies that; ``reading="per_source"`` (the default, above) rectifies each attended
+    source's term instead. ``reading="literal"`` follows the text: at each sample query ``i``,
+    ``z_i = sum_j A[i, j] v_j`` over every source (BOS included, it is part of the head's
+    output), ``r_i`` its rectified direct-path logits, the raise of "the token being attended to"
+    the attention-weighted ``a_i = sum_{j in sample} A[i, j] r_i[t_j] / w_i`` with
+    ``w_i = sum_{j in sample} A[i, j]``, ``rho_i = a_i / (a_i + sum_k r_i[t_k])``, and
+    ``rho = sum_i w_i rho_i / sum_i w_i``. Under one-hot attention on a sample token the two
+    readings are the same number; under diffuse attention the literal one also penalises where
+    a head looks (an exact copier attending evenly to ``n`` tokens scores ``4/(n+1) - 1``), so on
+    trained models it is lower (-0.50 to -0.60 for the heads above).
+
     BOS: the paper omitted the start-of-sequence token here "by mistake" (footnote 31) and says
     it would have been better to include it; our models always see BOS at position 0, so by
     default (``bos=True``) ``tokens`` start with BOS, BOS is not part of the sample and attention
@@ -264,16 +356,18 @@ def copying_scores(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], *
         model: any multi-head-attention ``HookedTransformer``.
         tokens: ``[batch, pos]`` random distinct tokens (``bos=True``: ``tokens[:, 0]`` is BOS).
         bos: whether position 0 is a BOS token outside the sample.
+        reading: "per_source" (default) or "literal", see above (:data:`CopyingReading`).
         batch_size: examples per forward pass.
     """
     tokens = check_tokens(model, tokens, min_len=3 if bos else 2)
     check_batch_size(batch_size)
+    _check_reading(reading)
     _check_mha(model)
     bos_id = bos_token_id(model)
     if bos and bool((tokens[:, 0] != bos_id).any()):
         raise EvalError(f"copying_scores(bos=True) needs BOS (id {bos_id}, the model's) at "
                         "position 0 of every example; prepend it or pass bos=False")
-    num, den = _run_copying(model, tokens, bos=bos, batch_size=batch_size)
+    num, den = _run_copying(model, tokens, bos=bos, reading=reading, batch_size=batch_size)
     return _copying_from_sums(num, den)
 
 
@@ -283,7 +377,8 @@ def _copying_from_sums(num: Tensor, den: Tensor) -> Tensor:
 
 
 def _run_copying(model: HookedTransformer, tokens: Tensor, *, bos: bool, batch_size: int,
-                 copy_len: int | None = None, prefix_mask: Tensor | None = None
+                 reading: CopyingReading = "per_source", copy_len: int | None = None,
+                 prefix_mask: Tensor | None = None
                  ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Tensor]:
     """One pass over ``tokens`` computing copying sums on the first ``copy_len`` positions and,
     with ``prefix_mask``, prefix-matching sums on all positions in the same forward passes."""
@@ -307,7 +402,7 @@ def _run_copying(model: HookedTransformer, tokens: Tensor, *, bos: bool, batch_s
                 layer = hook.layer()
                 n, d = _copying_sums(model, layer, values.pop(layer),
                                      pattern[:, :, :copy_len, :copy_len], chunk[:, :copy_len],
-                                     sample)
+                                     sample, reading)
                 num[layer] += n
                 den[layer] += d
                 if prefix_mask is not None:
@@ -339,7 +434,8 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
                 token_pool: np.ndarray | None = None,
                 dataset_tokens: Int[Tensor, "batch pos"] | None = None,
                 n_examples: int = 10, seq_len: int = 25, repeats: int = 4, seed: int = 0,
-                copying_bos: bool = True, batch_size: int = 32) -> pd.DataFrame:
+                copying_bos: bool = True, copying_reading: CopyingReading = "per_source",
+                batch_size: int = 32) -> pd.DataFrame:
     """The three head activation evaluators of the appendix for every head of ``model``.
 
     Inputs follow the paper: ``n_examples`` (10) sequences of ``seq_len`` (25) random tokens
@@ -362,6 +458,8 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
         n_examples, seq_len, repeats, seed: the random sequences
             (:func:`~induction_lens.data.repeated_tokens`).
         copying_bos: prepend BOS to the copying sequences (paper footnote 31; see
+            :func:`copying_scores`).
+        copying_reading: the copying evaluator's reading (:data:`CopyingReading`, see
             :func:`copying_scores`).
         batch_size: examples per forward pass.
 
@@ -387,7 +485,9 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
                                    repeats=repeats, seed=seed, bos_token_id=bos)
         scores.update(repeated_head_scores(model, repeated, seq_len=seq_len,
                                            metrics=tuple(needs_repeated),
-                                           copying_bos=copying_bos, batch_size=batch_size))
+                                           copying_bos=copying_bos,
+                                           copying_reading=copying_reading,
+                                           batch_size=batch_size))
     if "previous_token" in metrics:
         if dataset_tokens is None:
             dataset_tokens = random_dataset_tokens(pool, n_examples=n_examples, n_ctx=cfg.n_ctx,
@@ -399,16 +499,18 @@ def head_scores(model: HookedTransformer, *, metrics: tuple[str, ...] | list[str
 
 def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch pos"], *,
                          seq_len: int, metrics: tuple[str, ...] = ("prefix_matching", "copying"),
-                         copying_bos: bool = True, batch_size: int = 32) -> dict[str, Tensor]:
+                         copying_bos: bool = True, copying_reading: CopyingReading = "per_source",
+                         batch_size: int = 32) -> dict[str, Tensor]:
     """Prefix-matching and copying scores from the repeated-token input (one forward pass).
 
     ``repeated`` is BOS followed by repeats of ``seq_len`` random tokens; with ``copying_bos``
     the copying input is its first ``1 + seq_len`` positions, read from the same forward pass
     (causal attention: positions ``< 1 + seq_len`` do not see the later repeats). With
     ``copying_bos=False`` copying runs separately on the sequences without BOS (the paper's
-    literal evaluator).
+    literal evaluator). ``copying_reading`` is :func:`copying_scores`'s ``reading``.
     """
     repeated = check_tokens(model, repeated)
+    _check_reading(copying_reading)
     out: dict[str, Tensor] = {}
     want_prefix = "prefix_matching" in metrics
     want_copy = "copying" in metrics
@@ -418,7 +520,7 @@ def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch 
         if mask is not None and int((mask.sum(-1) > 0).sum()) == 0:
             raise EvalError("the repeated tokens contain no repeat; use repeats >= 2")
         result = _run_copying(model, repeated, bos=True, batch_size=batch_size,
-                              copy_len=1 + seq_len, prefix_mask=mask)
+                              reading=copying_reading, copy_len=1 + seq_len, prefix_mask=mask)
         out["copying"] = _copying_from_sums(result[0], result[1])
         if want_prefix:
             n_queries = int((mask.sum(-1) > 0).sum())
@@ -428,7 +530,7 @@ def repeated_head_scores(model: HookedTransformer, repeated: Int[Tensor, "batch 
         out["prefix_matching"] = prefix_matching_scores(model, repeated, batch_size=batch_size)
     if want_copy:
         out["copying"] = copying_scores(model, repeated[:, 1:1 + seq_len], bos=False,
-                                        batch_size=batch_size)
+                                        reading=copying_reading, batch_size=batch_size)
     return out
 
 

@@ -61,6 +61,12 @@ LOGITS_BUDGET = 2**22
 
 
 # --------------------------------------------------------------------------- indices
+def _round_half_even(x: float) -> int:
+    """``x`` to the nearest integer, halves to the even neighbour (12.5 -> 12, 37.5 -> 38):
+    Python's ``round``, named so the rule is visible where the ICL indices are scaled."""
+    return int(round(x))
+
+
 def icl_indices(seq_len: int, indices: tuple[int, int] | Sequence[int] | None = None
                 ) -> tuple[int, int]:
     """The (early, late) context indices of the ICL score for examples of ``seq_len`` tokens.
@@ -69,6 +75,13 @@ def icl_indices(seq_len: int, indices: tuple[int, int] | Sequence[int] | None = 
     at least 512 tokens, else scaled to the example length, ``round(50/512 * seq_len)`` and
     ``round(500/512 * seq_len)`` (12 and 125 for the laptop context of 128), so that the two
     indices keep their place in the context. Explicit ``indices`` are checked, not scaled.
+
+    The rounding is our choice, and it is Python's ``round``: halves go to the even neighbour
+    (banker's rounding), not up. It matters exactly at the laptop context: ``50/512 * 128`` is
+    12.5 exactly (``50/512 = 25/256`` is exact in binary), which rounds to 12 where rounding half
+    up (``math.floor(x + 0.5)``) would give 13; ``500/512 * 128 = 125`` is an integer either way.
+    The late index is clamped to ``seq_len - 1`` and the early one to at least 1. We keep 12,
+    the value every cached ICL score of the laptop runs was computed with.
 
     Raises:
         EvalError: when an index is outside ``[1, seq_len - 1]`` (index 0 is BOS and has no
@@ -80,8 +93,9 @@ def icl_indices(seq_len: int, indices: tuple[int, int] | Sequence[int] | None = 
         if seq_len >= ICL_PAPER_LENGTH:
             early, late = ICL_PAPER_INDICES
         else:
-            early = max(1, round(ICL_PAPER_INDICES[0] / ICL_PAPER_LENGTH * seq_len))
-            late = min(seq_len - 1, round(ICL_PAPER_INDICES[1] / ICL_PAPER_LENGTH * seq_len))
+            early = max(1, _round_half_even(ICL_PAPER_INDICES[0] / ICL_PAPER_LENGTH * seq_len))
+            late = min(seq_len - 1,
+                       _round_half_even(ICL_PAPER_INDICES[1] / ICL_PAPER_LENGTH * seq_len))
     else:
         if len(indices) != 2:
             raise EvalError(f"ICL indices must be two context indices (early, late), got "

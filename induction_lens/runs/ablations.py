@@ -253,7 +253,7 @@ def head_types(hub: Hub | str | Path, run: str, step: int | None = None, *,
                          dataset_tokens=ctx.dataset_tokens,
                          n_examples=s.head_examples, seq_len=s.head_seq_len,
                          repeats=s.head_repeats, seed=s.head_seed, copying_bos=s.copying_bos,
-                         batch_size=s.batch_size)
+                         copying_reading=s.copying_reading, batch_size=s.batch_size)
     return classify_heads(scores, **thresholds)
 
 

@@ -126,7 +126,7 @@ def register_builtin_metrics() -> None:
                               "logits_budget"),
                     description="loss, icl_score, loss_by_position, loss_per_example",
                     rows=("loss", "icl_score", "loss_by_position", "loss_per_example"))
-    for name, extra in (("prefix_matching", ()), ("copying", ("copying_bos",)),
+    for name, extra in (("prefix_matching", ()), ("copying", ("copying_bos", "copying_reading")),
                         ("previous_token", ())):
         register_metric(name, _HEAD_FNS[name], version="1", settings=HEAD_SETTINGS + extra,
                         description=f"{name.replace('_', '-')} score per head")

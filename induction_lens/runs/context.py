@@ -180,4 +180,4 @@ class EvalContext:
         return self.memo("repeated", lambda: repeated_head_scores(
             model, self.repeated_tokens, seq_len=s.head_seq_len,
             metrics=("prefix_matching", "copying"), copying_bos=s.copying_bos,
-            batch_size=s.batch_size))
+            copying_reading=s.copying_reading, batch_size=s.batch_size))

@@ -25,7 +25,7 @@ from transformer_lens import HookedTransformer
 
 from induction_lens.errors import EvalError
 from induction_lens.frame import SCHEMA_VERSION
-from induction_lens.runs.settings import ALL_SETTINGS, EvalSettings
+from induction_lens.runs.settings import ALL_SETTINGS, KEYED_WHEN_SET, EvalSettings
 
 if TYPE_CHECKING:
     from induction_lens.runs.context import EvalContext
@@ -72,7 +72,8 @@ class Metric:
         """The metric's version, the settings it reads, the schema version and its run key."""
         values = settings.to_dict()
         key = {"metric": self.name, "version": self.version, "schema": SCHEMA_VERSION,
-               "settings": {k: values[k] for k in sorted(self.settings)}}
+               "settings": {k: values[k] for k in sorted(self.settings)
+                            if k not in KEYED_WHEN_SET or values[k] != KEYED_WHEN_SET[k]}}
         if self.run_key is not None and ctx is not None:
             key["run"] = self.run_key(ctx)
         return key

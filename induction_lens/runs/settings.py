@@ -10,10 +10,11 @@ from typing import Any, get_args
 
 from induction_lens.errors import EvalError
 from induction_lens.measures.ablations import DEFAULT_CONTEXT_FRACTION
+from induction_lens.measures.heads import COPYING_READINGS, CopyingReading
 from induction_lens.measures.llc import LLCSampler
 from induction_lens.measures.losses import LOGITS_BUDGET
 
-__all__ = ["ALL_SETTINGS", "EvalSettings"]
+__all__ = ["ALL_SETTINGS", "KEYED_WHEN_SET", "EvalSettings"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class EvalSettings:
     copying_bos: bool = True
     """Prepend BOS to the copying input (paper footnote 31; see
     :func:`~induction_lens.measures.heads.copying_scores`)."""
+    copying_reading: CopyingReading = "per_source"
+    """The copying evaluator's reading: "per_source" (rectify each attended source's
+    direct-path logits) or "literal" (rectify the head's summed output, as the appendix's text
+    says); see :func:`~induction_lens.measures.heads.copying_scores`. Part of the cache key
+    only when it is not the default (:data:`KEYED_WHEN_SET`)."""
     ablation_window: tuple[int, int] | str = "detect"
     """Ablations: the phase-change window ``(start_step, end_step)`` whose before-and-after
     vector the ablation reports project on; "detect" finds it from the run's ICL score
@@ -116,6 +122,9 @@ class EvalSettings:
                 not isinstance(self.ablation_batch_size, int) or self.ablation_batch_size < 1):
             raise EvalError(f"EvalSettings.ablation_batch_size={self.ablation_batch_size!r} must "
                             "be a positive integer or None")
+        if self.copying_reading not in COPYING_READINGS:
+            raise EvalError(f"EvalSettings.copying_reading={self.copying_reading!r} is not one "
+                            f"of {COPYING_READINGS}; use 'per_source' (the default) or 'literal'")
         if self.llc_sampler not in get_args(LLCSampler):
             raise EvalError(f"EvalSettings.llc_sampler={self.llc_sampler!r} is not one of "
                             f"{get_args(LLCSampler)}")
@@ -154,3 +163,8 @@ class EvalSettings:
 
 ALL_SETTINGS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EvalSettings))
 """Every field of :class:`EvalSettings`."""
+
+KEYED_WHEN_SET: dict[str, Any] = {"copying_reading": "per_source"}
+"""Fields added after caches existed, with their default: a metric's cache key names such a
+field only when its value differs from this default, so caches written before the field
+existed stay valid."""
