@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from induction_lens.analysis.changepoint import Change, ChangeParams, detect_change
+from induction_lens.analysis.changepoint import MIN_POINTS, Change, ChangeParams, detect_change
 from induction_lens.analysis.reddy import FINAL_METRICS, reddy_final_accuracy
 from induction_lens.viz._common import (
     HEIGHT,
@@ -165,13 +165,14 @@ def reddy_transition(frame: pd.DataFrame, *, run: str | None = None,
                      params: ChangeParams | None = None) -> Change | None:
     """The transition window of IC accuracy over steps
     (:func:`~induction_lens.analysis.changepoint.detect_change` on ``ic_accuracy``), or None
-    when the curve has no accepted phase change (too few checkpoints, no jump)."""
+    when the curve has no accepted phase change (no jump, or fewer than
+    :data:`~induction_lens.analysis.changepoint.MIN_POINTS` checkpoints)."""
     what = "reddy_transition"
     _check_frame(frame, what, ("metric", "value", "step"), "pass evaluate_run's frame")
     rows, _ = _select_runs(_metric_rows(frame, "ic_accuracy", what, "evaluate with 'reddy'"),
                            run, what, single=True)
     curve = rows.groupby("step", sort=True)["value"].mean()
-    if len(curve) < 4:
+    if len(curve) < MIN_POINTS:
         return None
     return detect_change(curve.index.to_numpy(float), curve.to_numpy(float), params=params)
 
@@ -194,8 +195,8 @@ def reddy_training_curves(frame: pd.DataFrame, *, run: str | None = None,
     Args:
         frame: the tidy frame of ``evaluate_run`` on a Reddy run (metric ``reddy``).
         run: the run to draw (required when the frame holds several).
-        accuracies, measures: the rows of each panel (those the frame lacks are left out; at
-            least one accuracy must be present).
+        accuracies, measures: the rows of each panel (those the frame lacks are left out, and
+            a panel with none of its rows; at least one row must be present).
         window: True (detect), False (none) or ``(start_step, end_step)``.
         title: figure title (default: "{run}: accuracy and progress measures").
         height: pixels (default: 2 x :data:`HEIGHT`).
@@ -205,16 +206,17 @@ def reddy_training_curves(frame: pd.DataFrame, *, run: str | None = None,
                  "pass the frame evaluate_run returns for a Reddy run (metric 'reddy')")
     frame, runs = _select_runs(frame, run, what, single=True)
     present = set(frame["metric"])
-    accs = [m for m in accuracies if m in present]
-    if not accs:
-        raise PlotError(f"{what}: the frame has none of {list(accuracies)}; evaluate the run "
-                        "with the 'reddy' metric")
-    panels = [accs] + ([ms] if (ms := [m for m in measures if m in present]) else [])
+    chosen = [([m for m in accuracies if m in present], "accuracy"),
+              ([m for m in measures if m in present], "progress measure")]
+    panels = [(names, label) for names, label in chosen if names]
+    if not panels:
+        raise PlotError(f"{what}: the frame has none of {[*accuracies, *measures]}; evaluate "
+                        "the run with the 'reddy' metric")
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.06)
     fig.update_layout(template=TEMPLATE, height=height or len(panels) * HEIGHT,
                       title=dict(text=title or f"{runs[0] or 'run'}: accuracy and progress "
                                  "measures"))
-    for r, names in enumerate(panels, start=1):
+    for r, (names, label) in enumerate(panels, start=1):
         for i, metric in enumerate(names):
             curve = frame[frame["metric"] == metric].groupby("step", sort=True)["value"].mean()
             fig.add_trace(go.Scatter(x=curve.index.astype(float).tolist(),
@@ -222,7 +224,7 @@ def reddy_training_curves(frame: pd.DataFrame, *, run: str | None = None,
                                      name=_label(metric), marker=dict(size=4),
                                      line=dict(color=run_colour(i + 3 * (r - 1)), width=2)),
                           row=r, col=1)
-        fig.update_yaxes(title_text="accuracy" if r == 1 else "progress measure", row=r, col=1)
+        fig.update_yaxes(title_text=label, row=r, col=1)
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     span: tuple[float, float] | None = None
     if window is True:
