@@ -55,6 +55,10 @@ def test_task_specs_as_data_entries():
     cells = SweepGrid({"tiny": TINY}, data=[TASK, other]).cells()
     assert [c.config.data for c in cells] == [TASK, other]
     assert cells[0].data.startswith("reddy-") and cells[0].data != cells[1].data
+    wide = SweepGrid({"tiny": TINY}, data=[dataclasses.replace(TASK, D=11)],
+                     task={"L": [4]}).cells()[0].config
+    assert wide.model == ReddyNetSpec.for_task(wide.data, mlp_width=16)
+    assert (wide.data.D, wide.data.L, wide.model.d_model) == (11, 4, 20)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -291,9 +291,11 @@ class SweepGrid:
             try:
                 tcfg = dataclasses.replace(base.train, seed=seed, **dict(overrides))
                 if base.is_reddy:
-                    cfg = resolve_reddy_config(base, train=tcfg, data=spec)
-                    if task or isinstance(spec, ReddyTaskSpec):
-                        cfg = refit_reddy(cfg, dataclasses.replace(cfg.data, **dict(task)))
+                    # A new task re-fits the network from the base's own task (refit_reddy).
+                    new = spec if isinstance(spec, ReddyTaskSpec) else None
+                    cfg = resolve_reddy_config(base, train=tcfg, data=None if new else spec)
+                    if task or new is not None:
+                        cfg = refit_reddy(cfg, dataclasses.replace(new or cfg.data, **dict(task)))
                 else:
                     cfg = resolve_config(base, train=tcfg, data=spec)
             except (TypeError, ValueError) as err:
