@@ -14,7 +14,9 @@ and network, AdamW at 1e-3, batch 128:
 * ``dynamics``: K = 256, B = 1, p_B = 1, p_C = 0.8 (the paper's dynamics setting), 2000 steps,
   a checkpoint every 25 steps;
 * ``data``: p_C = 0 (ICL must come from burstiness alone), 3000 steps: K = 1024 with
-  B = 0, 1, 4, and K = 64 with B = 1;
+  B = 0, 1, 4, and K = 64 with B = 1; trained and evaluated (final checkpoint, ``reddy``
+  metric) as two task sweeps (``il.sweep(..., task={"K": [...], "B": [...]})``) and read with
+  ``reddy_final_accuracy``;
 * ``L = N``: L = N = 8 (K = 256, B = 1, p_C = 0.8), 2000 steps, weight seeds 0, 1, 2.
 
 ``--full`` uses the paper's network and optimiser (width 128, plain SGD at 0.01, 150k steps,
@@ -55,6 +57,7 @@ from dataclasses import replace
 import pandas as pd
 
 import induction_lens as il
+from induction_lens.analysis import reddy_final_accuracy
 from induction_lens.config import ReddyNetSpec, ReddyTaskSpec, RunConfig, TrainConfig
 from induction_lens.data.reddy import eval_set, make_world
 from induction_lens.measures.reddy import ablated_accuracy, evaluate_reddy
@@ -86,18 +89,44 @@ def _plan(ex: C.Example) -> dict:
     ks, bs = ((128, 256, 512, 2048), (0, 1, 2, 4)) if ex.full else ((64, 1024), (0, 1, 4))
     data_train = replace(train, steps=data_steps, checkpoint_every=max(train.checkpoint_every,
                                                                         data_steps // 30))
-    grid = [(1024 if not ex.full else 2048, b) for b in bs] + [(k, 1) for k in ks]
-    for k, b in dict.fromkeys(grid):
-        runs[f"data-K{k}-B{b}"] = (replace(base, K=k, B=b, p_B=1.0 if b else 0.0, p_C=0.0),
-                                   data_train, 0)
+    k_big = 2048 if ex.full else 1024
+    # p_B = 1 is ignored where B = 0 (no bursty sequences); p_C = 0 everywhere.
+    data_task = replace(base, K=k_big, B=1, p_B=1.0, p_C=0.0)
     n_seeds = 6 if ex.full else 3
     for s in range(n_seeds):
         runs[f"l-eq-n-s{s}"] = (replace(dyn, L=8), train, s)
     if ex.tiny:
         runs = {k: (t, replace(c, steps=C.TINY_STEPS, checkpoint_every=C.TINY_CHECKPOINT_EVERY), s)
                 for k, (t, c, s) in runs.items()}
-    k_big = 2048 if ex.full else 1024
-    return {"runs": runs, "k_big": k_big, "k_small": min(ks), "bs": bs}
+        data_train = replace(data_train, steps=C.TINY_STEPS,
+                             checkpoint_every=C.TINY_CHECKPOINT_EVERY)
+    label = "tiny-reddy-data" if ex.tiny else f"reddy-data{'-full' if ex.full else ''}"
+    data = RunConfig(ReddyNetSpec.for_task(data_task), data_train, data_task)
+    grids = [il.runs.SweepGrid({label: data}, task={"K": [k_big], "B": list(bs)}),
+             il.runs.SweepGrid({label: data}, task={"K": list(ks), "B": [1]})]
+    return {"runs": runs, "k_big": k_big, "k_small": min(ks), "bs": bs, "data_grids": grids}
+
+
+def _data_sweep(ex: C.Example, grids: list, n_eval: int) -> pd.DataFrame:
+    """Train the data-dependence runs through the sweep (resumable, run names from the cells)
+    and return their final accuracies per cell (``reddy_final_accuracy``)."""
+    frames, seen = [], set()
+    for grid in grids:
+        frame, cells = il.sweep(grid, hub=ex.hub, metrics=["reddy"], every=10**9,
+                                settings=il.runs.EvalSettings(n_examples=n_eval),
+                                device=ex.args.device, threads=None, progress=not ex.quiet,
+                                return_cells=True)
+        frames.append(frame)
+        for cell in cells.itertuples():
+            if cell.run in seen:
+                continue
+            seen.add(cell.run)
+            ex.runs.append(C.RunRecord(
+                run=cell.run, preset="reddy", steps=ex.hub.manifest(cell.run)[-1].step,
+                data="reddy", status={"done": "reused"}.get(cell.status, cell.status),
+                train_seconds=round(float(cell.seconds), 1)))
+    final = reddy_final_accuracy(pd.concat(frames, ignore_index=True))
+    return final.drop_duplicates("run").reset_index(drop=True)
 
 
 def _ensure(ex: C.Example, name: str, task: ReddyTaskSpec, train: TrainConfig, seed: int) -> str:
@@ -203,6 +232,11 @@ def body(ex: C.Example) -> None:
             "the language-model default and unused)")
     ex.facts["configs"] = {runs[k]: {"task": t.to_dict(), "train": c.to_dict(), "seed": s}
                            for k, (t, c, s) in plan["runs"].items()}
+    final = _data_sweep(ex, plan["data_grids"], n_eval)
+    for grid in plan["data_grids"]:
+        for cell in grid.cells():
+            ex.facts["configs"][cell.run] = {"task": cell.config.data.to_dict(),
+                                             "train": cell.config.train.to_dict(), "seed": 0}
 
     # 1-2: the dynamics run, every checkpoint.
     dyn = runs["dynamics"]
@@ -252,15 +286,9 @@ def body(ex: C.Example) -> None:
              paper=f"{PAPER}, targeted experiments (section 3); ablation our reading")
 
     # 3: data dependence, final checkpoints.
-    finals = {}
-    for key, run in runs.items():
-        if key.startswith("data-"):
-            t = ex.hub.config(run).data
-            finals[(t.K, t.B)] = evaluate_reddy(ex.hub.load_model(run, device=ex.args.device),
-                                                t, n_sequences=n_eval, progress_set=None)
     kb, ks = plan["k_big"], plan["k_small"]
-    ic = {f"K{k}-B{b}": v["ic_accuracy"] for (k, b), v in finals.items()}
-    iw = {f"K{k}-B{b}": v["iw_accuracy"] for (k, b), v in finals.items()}
+    ic = {f"K{r.K}-B{r.B}": float(r.ic_accuracy) for r in final.itertuples()}
+    iw = {f"K{r.K}-B{r.B}": float(r.iw_accuracy) for r in final.itertuples()}
     b_hi = max(plan["bs"])
     ok = (all(ic[f"K{kb}-B0"] < ic[f"K{kb}-B{b}"] for b in plan["bs"] if b)
           and ic[f"K{ks}-B1"] < ic[f"K{kb}-B1"] and iw[f"K{kb}-B0"] > iw[f"K{kb}-B{b_hi}"])
@@ -270,6 +298,12 @@ def body(ex: C.Example) -> None:
              criterion=f"final IC: K{kb}-B0 below every K{kb}-B>=1 and K{ks}-B1 below K{kb}-B1; "
                        f"final IW: K{kb}-B0 above K{kb}-B{b_hi} (p_C = 0)",
              paper=f"{PAPER}, data-dependence figure (section 2)")
+    ex.figure("data_dependence_B",
+              lambda: il.viz.reddy_data_dependence(final[final["K"] == kb], x="B"),
+              caption=f"final IC and IW accuracy against B (K = {kb}, p_C = 0)")
+    ex.figure("data_dependence_K",
+              lambda: il.viz.reddy_data_dependence(final[final["B"] == 1], x="K"),
+              caption="final IC and IW accuracy against K (B = 1, p_C = 0)")
 
     # 4: L = N prevents ICL.
     leqn = {run: evaluate_reddy(ex.hub.load_model(run, device=ex.args.device),

@@ -10,6 +10,7 @@ Level: above ``frame``; below ``runs``, ``viz`` and ``cli``. It may import ``con
 * :mod:`~induction_lens.analysis.losses`: loss by context index, its log-derivative, PCA.
 * :mod:`~induction_lens.analysis.heads`: head types from head scores.
 * :mod:`~induction_lens.analysis.summary`: one row per checkpoint.
+* :mod:`~induction_lens.analysis.reddy`: Reddy 2023's final accuracies per sweep cell.
 * :mod:`~induction_lens.analysis.circuits`, :mod:`~induction_lens.analysis.generality`:
   statistics over circuit and generality frames.
 """
@@ -35,6 +36,7 @@ from induction_lens.analysis.phases import (
     phase_changes,
     signal_curve,
 )
+from induction_lens.analysis.reddy import reddy_final_accuracy
 from induction_lens.analysis.summary import checkpoint_summary
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "loss_log_derivative",
     "per_token_loss_pca",
     "phase_changes",
+    "reddy_final_accuracy",
     "signal_curve",
     "spearman",
     "strongest_induction_head",

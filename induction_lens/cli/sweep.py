@@ -20,14 +20,18 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_train(items: list[str] | None) -> dict[str, list[Any]]:
-    """``["steps=200", "lr=1e-3,3e-3"]`` -> ``{"steps": [200], "lr": [0.001, 0.003]}``."""
+def parse_train(items: list[str] | None, *, flag: str = "--train",
+                example: str = "lr=1e-3,3e-3") -> dict[str, list[Any]]:
+    """``["steps=200", "lr=1e-3,3e-3"]`` -> ``{"steps": [200], "lr": [0.001, 0.003]}``.
+
+    Also parses ``--task B=0,1,2,4`` (``flag`` and ``example`` name the option in errors).
+    """
     out: dict[str, list[Any]] = {}
     for item in items or []:
         key, sep, values = item.partition("=")
         if not sep or not key or not values:
-            raise ConfigError(f"--train {item!r} must be FIELD=VALUE[,VALUE...], e.g. "
-                              "--train lr=1e-3,3e-3")
+            raise ConfigError(f"{flag} {item!r} must be FIELD=VALUE[,VALUE...], e.g. "
+                              f"{flag} {example}")
         out[key] = [_value(v) for v in values.split(",")]
     return out
 
@@ -49,6 +53,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--train", action="append", metavar="FIELD=V[,V...]",
                    help="a TrainConfig override axis, repeatable: --train steps=200 "
                         "--train lr=1e-3,3e-3")
+    p.add_argument("--task", action="append", metavar="FIELD=V[,V...]",
+                   help="Reddy presets only: a ReddyTaskSpec override axis, repeatable: "
+                        "--task B=0,1,2,4 --task K=128,512 (the data-dependence sweep)")
     p.add_argument("--scale", choices=["laptop", "paper"], default="laptop")
     p.add_argument("--hub", default="hub", help="hub directory (default ./hub)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
@@ -79,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     settings = EvalSettings(**({} if args.n_examples is None
                                else {"n_examples": args.n_examples}))
     grid = SweepGrid(args.preset, seeds=args.seeds, data=args.data,
-                     train=parse_train(args.train), scale=args.scale)
+                     train=parse_train(args.train), scale=args.scale,
+                     task=parse_train(args.task, flag="--task", example="B=0,1,2,4"))
     frame, cells = sweep(grid, hub=args.hub, metrics=args.metrics, every=args.every,
                          settings=settings, executor=args.executor, address=args.address,
                          num_cpus=args.num_cpus, num_gpus=args.num_gpus, device=args.device,

@@ -8,8 +8,10 @@ The paper's measurements are made "on all snapshots of all models across trainin
 MLPs, smeared keys. A sweep is that comparison as one call:
 
 * a :class:`SweepGrid` is the cartesian product of models (preset names, or labelled
-  run configs), seeds, data specs and training overrides
-  (``steps``, ``lr``, any :class:`~induction_lens.config.TrainConfig` field);
+  run configs), seeds, data specs, training overrides
+  (``steps``, ``lr``, any :class:`~induction_lens.config.TrainConfig` field) and, for Reddy
+  2023 runs, task overrides (``B``, ``K``, ``eps``, any
+  :class:`~induction_lens.config.ReddyTaskSpec` field: the paper's data-dependence sweep);
 * each :class:`Cell` has a run name derived from its parameters only
   (``attn-only-2l_synthetic_s0_lr0.001``; see :func:`run_name`), so the same grid always
   maps to the same runs, and two cells never write one run (cells are deduplicated by name,
@@ -25,7 +27,8 @@ MLPs, smeared keys. A sweep is that comparison as one call:
 
 The result (our choice between the two forms the design allowed): one tidy frame in the schema
 of :mod:`induction_lens.frame`, with the cell's parameters as extra columns after the schema's
-(``model``, ``seed``, ``data``, then one column per training override), so results of a grid
+(``model``, ``seed``, ``data``, then one column per training override, then one per task
+override), so results of a grid
 group and plot directly (``frame.groupby(["model", "lr"])``). :func:`sweep_cells` gives the
 cells themselves as a frame (one row per run, with its status after a sweep).
 """
@@ -45,7 +48,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from induction_lens.config import DataSpec, RunConfig, TrainConfig
+from induction_lens.config import DataSpec, ReddyNetSpec, ReddyTaskSpec, RunConfig, TrainConfig
 from induction_lens.errors import ConfigError, HubError
 from induction_lens.frame import tidy
 from induction_lens.hub import Hub, check_run_name
@@ -56,17 +59,25 @@ from induction_lens.runs.executors import Executor, ExecutorName, make_executor
 from induction_lens.runs.registry import METRICS, Metric, select_metrics
 from induction_lens.runs.settings import EvalSettings
 from induction_lens.train import resolve_config, train
+from induction_lens.train_reddy import resolve_reddy_config
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Cell", "CellResult", "SweepGrid", "run_cell", "run_name", "sweep", "sweep_cells"]
+__all__ = ["Cell", "CellResult", "SweepGrid", "refit_reddy", "run_cell", "run_name", "sweep",
+           "sweep_cells"]
 
 CellStatus = Literal["trained", "resumed", "done"]
 """What :func:`run_cell` did to the run: trained it from scratch, resumed a cut run, or found it
 finished."""
 
 CELL_COLUMNS = ("model", "seed", "data")
-"""The parameter columns every cell has; training overrides follow, one column each."""
+"""The parameter columns every cell has; training overrides follow, then task overrides, one
+column each."""
+
+_TASK_FIXED = ("source", "seed")
+"""ReddyTaskSpec fields a task override may not name: ``source`` is always "reddy", and the
+task seed would collide with the ``seed`` column (sweep it through ``data`` with ReddyTaskSpec
+objects instead)."""
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _MAX_READABLE = 100
@@ -81,9 +92,10 @@ def _value_label(value: Any) -> str:
     return json.dumps(value, separators=(",", ""))
 
 
-def _data_label(data: str | DataSpec) -> str:
-    """A data spec's part of a run name: the CLI string itself, or for a :class:`DataSpec`
-    object its source and a hash of its fields (the plain default spec is ``synthetic``)."""
+def _data_label(data: str | DataSpec | ReddyTaskSpec) -> str:
+    """A data spec's part of a run name: the CLI string itself, or for a :class:`DataSpec` or
+    :class:`ReddyTaskSpec` object its source and a hash of its fields (the plain default spec
+    is ``synthetic``)."""
     if isinstance(data, str):
         return data
     if data == DataSpec():
@@ -91,9 +103,11 @@ def _data_label(data: str | DataSpec) -> str:
     return f"{data.source}-{fingerprint(data.to_dict(), 8)}"
 
 
-def run_name(model: str, seed: int, data: str | DataSpec,
-             overrides: Sequence[tuple[str, Any]] = ()) -> str:
-    """The run name of a cell: ``{model}_{data}_s{seed}`` then ``_{field}{value}`` per override.
+def run_name(model: str, seed: int, data: str | DataSpec | ReddyTaskSpec,
+             overrides: Sequence[tuple[str, Any]] = (),
+             task: Sequence[tuple[str, Any]] = ()) -> str:
+    """The run name of a cell: ``{model}_{data}_s{seed}`` then ``_{field}{value}`` per training
+    override, then per task override (``reddy-icl_reddy-1a2b3c4d_s0_B2_K128``).
 
     Deterministic in the cell's parameters only (not in the package version or the time), so
     rerunning a sweep finds its runs. Characters the hub does not allow in a run name become
@@ -101,13 +115,14 @@ def run_name(model: str, seed: int, data: str | DataSpec,
     100 characters, a hash of the parameters is appended (readable prefix cut to fit).
     """
     parts = [model, _data_label(data), f"s{seed}"]
-    parts += [f"{key}{_value_label(value)}" for key, value in overrides]
+    parts += [f"{key}{_value_label(value)}" for key, value in (*overrides, *task)]
     raw = "_".join(parts)
     name = _NAME_SAFE.sub("-", raw.replace(":", "-"))
     lossy = _NAME_SAFE.search(raw.replace(":", "-")) is not None
     if lossy or len(name) > _MAX_READABLE or not name[:1].isalnum():
         key = fingerprint([model, seed, _data_label(data) if isinstance(data, str)
-                           else data.to_dict(), [[k, _value_label(v)] for k, v in overrides]], 8)
+                           else data.to_dict(), [[k, _value_label(v)] for k, v in overrides]]
+                          + ([[[k, _value_label(v)] for k, v in task]] if task else []), 8)
         name = f"{name.lstrip('-._')[:_MAX_READABLE]}-{key}" if name.strip("-._") else f"run-{key}"
     return check_run_name(name)
 
@@ -126,15 +141,32 @@ class Cell:
     """Training overrides ``(field, value)`` in grid order."""
     config: RunConfig
     run: str
+    task: tuple[tuple[str, Any], ...] = ()
+    """Reddy task overrides ``(ReddyTaskSpec field, value)`` in grid order (empty otherwise)."""
 
     def params(self) -> dict[str, Any]:
-        """``{"model", "seed", "data", **overrides}``: the cell's columns in the result."""
+        """``{"model", "seed", "data", **overrides, **task}``: the cell's columns in the
+        result."""
         return {"model": self.model, "seed": self.seed, "data": self.data,
-                **dict(self.overrides)}
+                **dict(self.overrides), **dict(self.task)}
+
+
+def refit_reddy(base: RunConfig, task: ReddyTaskSpec) -> RunConfig:
+    """``base`` (a Reddy config) on another task, its network re-fitted to the task.
+
+    The network's task-bound fields (``d_model``, ``n_ctx``, ``n_labels``, ``init_std``) are
+    recomputed by :meth:`ReddyNetSpec.for_task`; every field where ``base`` departs from the
+    fit of its own task (a wider classifier, more layers) is kept as ``base`` has it. Our
+    choice: a sweep over ``K`` or ``B`` compares one architecture across data distributions.
+    """
+    own = ReddyNetSpec.for_task(base.data)  # type: ignore[arg-type]
+    kept = {f.name: getattr(base.model, f.name) for f in dataclasses.fields(ReddyNetSpec)
+            if getattr(base.model, f.name) != getattr(own, f.name)}
+    return dataclasses.replace(base, model=ReddyNetSpec.for_task(task, **kept), data=task)
 
 
 def _as_tuple(name: str, values: Any) -> tuple[Any, ...]:
-    if isinstance(values, str | DataSpec) or not isinstance(values, Sequence):
+    if isinstance(values, str | DataSpec | ReddyTaskSpec) or not isinstance(values, Sequence):
         values = (values,)
     values = tuple(values)
     if not values:
@@ -154,13 +186,20 @@ class SweepGrid:
             data stream is not reseeded, so every model of a comparison sees the same examples
             in the same order (the paper's protocol); sweep data seeds through ``data``.
         data: data specs, as CLI strings (``"synthetic"``, ``"synthetic:zipf"``,
-            ``"shakespeare"``, ...) or :class:`DataSpec` objects. None: each model's own.
+            ``"shakespeare"``, ...) or :class:`DataSpec` objects; for Reddy models also
+            :class:`ReddyTaskSpec` objects (each replaces the model's task). None: each
+            model's own.
         train: ``{TrainConfig field: values}``, e.g. ``{"steps": [200], "lr": [1e-3, 3e-3]}``;
             a single value stands for a list of one.
         scale: preset scale, "laptop" or "paper".
+        task: Reddy models only: ``{ReddyTaskSpec field: values}``, e.g.
+            ``{"B": [0, 1, 2, 4], "K": [128, 512]}``, each cell replacing those fields of the
+            model's task (after ``data``) and re-fitting the network to it
+            (:func:`refit_reddy`): Reddy 2023's data-dependence sweep (section 3, Figure 2).
 
-    Cells are ordered models, then data, then seeds, then overrides (the first override varies
-    slowest). Unknown presets, unknown fields and invalid values fail here, before any run.
+    Cells are ordered models, then data, then seeds, then training overrides, then task
+    overrides (the first override varies slowest). Unknown presets, unknown fields and invalid
+    values (a ``B`` not dividing ``N``) fail here, before any run.
     """
 
     models: Sequence[str] | Mapping[str, RunConfig]
@@ -168,6 +207,7 @@ class SweepGrid:
     data: Sequence[str | DataSpec] | str | DataSpec | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     scale: Scale = "laptop"
+    task: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.models, Mapping):
@@ -192,9 +232,9 @@ class SweepGrid:
             raise ConfigError(f"SweepGrid.seeds {bad} must be integers >= 0")
         data = (None,) if self.data is None else _as_tuple("data", self.data)
         for spec in data:
-            if not (spec is None or isinstance(spec, str | DataSpec)):
+            if not (spec is None or isinstance(spec, str | DataSpec | ReddyTaskSpec)):
                 raise ConfigError(f"SweepGrid.data entry {spec!r} must be a CLI string such as "
-                                  "'synthetic' or a DataSpec")
+                                  "'synthetic', a DataSpec or (Reddy models) a ReddyTaskSpec")
             if isinstance(spec, str):
                 DataSpec.parse(spec)  # a bad source fails now, naming the valid ones
         if not isinstance(self.train, Mapping):
@@ -209,10 +249,29 @@ class SweepGrid:
             raise ConfigError("SweepGrid.train['seed']: sweep seeds with SweepGrid.seeds "
                               "(--seeds) instead")
         train = tuple((k, _as_tuple(f"train[{k!r}]", v)) for k, v in self.train.items())
+        if not isinstance(self.task, Mapping):
+            raise ConfigError("SweepGrid.task must map ReddyTaskSpec fields to lists of values, "
+                              "e.g. {'B': [0, 1, 2, 4], 'K': [128, 512]}")
+        task_fields = {f.name for f in dataclasses.fields(ReddyTaskSpec)} - set(_TASK_FIXED)
+        unknown = sorted(set(self.task) - task_fields)
+        if unknown:
+            raise ConfigError(f"SweepGrid.task fields {unknown} are not sweepable ReddyTaskSpec "
+                              f"fields; use some of {sorted(task_fields)} (task seeds: pass "
+                              "ReddyTaskSpec objects as data)")
+        task = tuple((k, _as_tuple(f"task[{k!r}]", v)) for k, v in self.task.items())
+        reddy = [label for label, cfg in models if cfg.is_reddy]
+        if task and len(reddy) < len(models):
+            others = [label for label, cfg in models if not cfg.is_reddy]
+            raise ConfigError(f"SweepGrid.task overrides ReddyTaskSpec fields, but models "
+                              f"{others} are not Reddy runs; sweep them in a separate grid")
+        if any(isinstance(s, ReddyTaskSpec) for s in data) and len(reddy) < len(models):
+            raise ConfigError("SweepGrid.data holds a ReddyTaskSpec but some models are not "
+                              "Reddy runs; sweep them in a separate grid")
         object.__setattr__(self, "models", dict(models))
         object.__setattr__(self, "seeds", seeds)
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "train", dict(train))
+        object.__setattr__(self, "task", dict(task))
         self.cells()  # every cell's config is validated here, before any run
 
     def cells(self) -> list[Cell]:
@@ -222,24 +281,32 @@ class SweepGrid:
             ConfigError: two cells with different configs would share a run name, or a cell's
                 config is invalid (a value out of range, a context too short for the data).
         """
-        keys = list(self.train)
+        keys, task_keys = list(self.train), list(self.task)
         cells: dict[str, Cell] = {}
-        for (label, base), spec, seed, values in itertools.product(
+        for (label, base), spec, seed, values, task_values in itertools.product(
                 self.models.items(), self.data, self.seeds,
-                itertools.product(*self.train.values())):
+                itertools.product(*self.train.values()), itertools.product(*self.task.values())):
             overrides = tuple(zip(keys, values, strict=True))
+            task = tuple(zip(task_keys, task_values, strict=True))
             try:
                 tcfg = dataclasses.replace(base.train, seed=seed, **dict(overrides))
-                cfg = resolve_config(base, train=tcfg, data=spec)
+                if base.is_reddy:
+                    # A new task re-fits the network from the base's own task (refit_reddy).
+                    new = spec if isinstance(spec, ReddyTaskSpec) else None
+                    cfg = resolve_reddy_config(base, train=tcfg, data=None if new else spec)
+                    if task or new is not None:
+                        cfg = refit_reddy(cfg, dataclasses.replace(new or cfg.data, **dict(task)))
+                else:
+                    cfg = resolve_config(base, train=tcfg, data=spec)
             except (TypeError, ValueError) as err:
+                where = f"model={label!r} seed={seed} data={spec!r} {dict(overrides)}"
+                where += f" task {dict(task)}" if task else ""
                 if isinstance(err, ConfigError):
-                    raise ConfigError(f"sweep cell model={label!r} seed={seed} data={spec!r} "
-                                      f"{dict(overrides)}: {err}") from None
-                raise ConfigError(f"sweep cell model={label!r} {dict(overrides)}: {err}; check "
-                                  "the values' types") from None
+                    raise ConfigError(f"sweep cell {where}: {err}") from None
+                raise ConfigError(f"sweep cell {where}: {err}; check the values' types") from None
             data_label = _data_label(spec) if spec is not None else _data_label(base.data)
-            name = run_name(label, seed, spec if spec is not None else base.data, overrides)
-            cell = Cell(label, seed, data_label, overrides, cfg, name)
+            name = run_name(label, seed, spec if spec is not None else base.data, overrides, task)
+            cell = Cell(label, seed, data_label, overrides, cfg, name, task)
             if name in cells and cells[name].config != cfg:
                 raise ConfigError(f"two sweep cells map to run {name!r} with different configs "
                                   f"({cells[name].params()} and {cell.params()}); give the "
@@ -328,22 +395,26 @@ def sweep_cells(grid: SweepGrid, *, results: Mapping[str, CellResult] | None = N
 
 
 def _grid(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], seeds: Any, data: Any,
-          train: Any, scale: Any) -> SweepGrid:
+          train: Any, scale: Any, task: Any = None) -> SweepGrid:
     if isinstance(grid, SweepGrid):
         given = [n for n, v in (("seeds", seeds), ("data", data), ("train", train),
-                                ("scale", scale)) if v is not None]
+                                ("scale", scale), ("task", task)) if v is not None]
         if given:
             raise ConfigError(f"{given} are set on the SweepGrid already; pass them to "
                               "SweepGrid(...) or pass model names instead of a grid")
         return grid
     return SweepGrid(grid, seeds=(0,) if seeds is None else seeds, data=data,
                      train={} if train is None else train,
-                     scale="laptop" if scale is None else scale)
+                     scale="laptop" if scale is None else scale,
+                     task={} if task is None else task)
 
 
 def sweep(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], *, hub: Hub | str | Path,
-          seeds: Sequence[int] | None = None, data: Sequence[str | DataSpec] | str | None = None,
+          seeds: Sequence[int] | None = None,
+          data: Sequence[str | DataSpec | ReddyTaskSpec] | str | DataSpec | ReddyTaskSpec
+          | None = None,
           train: Mapping[str, Any] | None = None, scale: Scale | None = None,
+          task: Mapping[str, Any] | None = None,
           metrics: Sequence[str] | str | None = None, every: int = 1,
           settings: EvalSettings | None = None, executor: ExecutorName | Executor = "inprocess",
           address: str | None = None, num_cpus: int | None = None,
@@ -361,9 +432,10 @@ def sweep(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], *, hub: Hub
         grid: a :class:`SweepGrid`, or the models of one (preset names or ``{label:
             RunConfig}``) with ``seeds``, ``data``, ``train`` and ``scale`` given here.
         hub: the hub (or its directory); with Ray on a cluster, a path every node sees.
-        seeds, data, train, scale: the grid's other axes (see :class:`SweepGrid`).
+        seeds, data, train, scale, task: the grid's other axes (see :class:`SweepGrid`).
         metrics: metric names for :func:`~induction_lens.runs.evaluate_run` (default: the
-            default metrics); unknown names fail before any run.
+            default metrics of each run's kind: ``reddy`` for Reddy runs); unknown names fail
+            before any run.
         every: evaluate every ``every``-th checkpoint and the last one.
         settings: evaluation settings (default :class:`EvalSettings`).
         executor: "inprocess" (default), "ray", or an executor object
@@ -384,7 +456,8 @@ def sweep(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], *, hub: Hub
 
     Returns:
         The tidy frame (:mod:`induction_lens.frame`) of every cell, in grid order, with the
-        columns ``model, seed, data`` and one per training override after the schema's; with
+        columns ``model, seed, data``, one per training override and one per task override
+        after the schema's; with
         ``return_cells``, ``(frame, cells)``.
 
     Raises:
@@ -393,7 +466,7 @@ def sweep(grid: SweepGrid | Sequence[str] | Mapping[str, RunConfig], *, hub: Hub
         InductionLensError (or whatever a cell raised): after every other cell has finished,
             the first failure, noting its run; rerun the sweep to redo it.
     """
-    grid = _grid(grid, seeds, data, train, scale)
+    grid = _grid(grid, seeds, data, train, scale, task)
     cells = grid.cells()
     chosen = select_metrics(metrics)  # EvalError for a bad name, before anything runs
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:

@@ -6,7 +6,8 @@ Level: above ``runs``; below ``cli``. Figures only select and reshape frames; th
 
 Families: :mod:`~induction_lens.viz.training` (curves, heatmaps, PCA),
 :mod:`~induction_lens.viz.heads`, :mod:`~induction_lens.viz.ablations`,
-:mod:`~induction_lens.viz.circuits`, :mod:`~induction_lens.viz.text`; the shared style in
+:mod:`~induction_lens.viz.circuits`, :mod:`~induction_lens.viz.text`,
+:mod:`~induction_lens.viz.reddy` (Reddy 2023's figures); the shared style in
 :mod:`~induction_lens.viz._common`.
 
 Every figure function draws one panel of Olsson et al. 2022 ("In-context Learning and Induction
@@ -48,6 +49,12 @@ from induction_lens.viz._common import (
 from induction_lens.viz.ablations import ablation_attribution
 from induction_lens.viz.circuits import composition_heatmap
 from induction_lens.viz.heads import copying_vs_prefix, correlation_scatter, head_score_curves
+from induction_lens.viz.reddy import (
+    reddy_data_dependence,
+    reddy_phase_diagram,
+    reddy_training_curves,
+    reddy_transition,
+)
 from induction_lens.viz.text import attention_pattern, token_loss_diff
 from induction_lens.viz.training import (
     icl_score_curve,
@@ -81,6 +88,10 @@ __all__ = [
     "loss_derivative_heatmap",
     "loss_heatmap",
     "pca_trajectories",
+    "reddy_data_dependence",
+    "reddy_phase_diagram",
+    "reddy_training_curves",
+    "reddy_transition",
     "run_colour",
     "token_loss_diff",
 ]

@@ -22,6 +22,12 @@ again).
 Level: ``viz`` (reads runs through ``runs``; prints nothing: ``induction-lens report`` is in
 :mod:`induction_lens.cli`).
 
+Reddy 2023 runs (in-context classification, :mod:`induction_lens.models.reddy`) have no language
+losses or induction heads to measure; a report of Reddy runs draws its own rows instead
+(:data:`REDDY_ROWS`, chosen by the runs' task: IC / IC2 / IW accuracy and the progress measures
+over training, the IC transition shaded), from the cached ``reddy`` metric. One report holds
+runs of one task.
+
 The page embeds plotly.js once, inline, so it opens offline and from a file; each figure is a
 ``<div class="plotly-graph-div">`` drawn by its own small script. Within a row, the panels share
 their axis ranges (and colour ranges) so that columns compare at a glance, as in the paper.
@@ -58,6 +64,7 @@ from induction_lens.viz._common import _axis_values
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "REDDY_ROWS",
     "REPORT_METRICS",
     "Report",
     "ReportError",
@@ -109,6 +116,8 @@ class _RunData:
     windows: pd.DataFrame
     ablations: pd.DataFrame | None
     summary: dict[str, Any]
+    span: tuple[float, float] | bool = False
+    """Reddy runs: the IC transition ``(start_step, end_step)`` to shade, or False."""
 
 
 @dataclass
@@ -255,6 +264,36 @@ ROWS: tuple[Row, ...] = (
 """The table's rows, top to bottom, in the paper's order."""
 
 
+def _draw_reddy_accuracy(data: _RunData, ctx: _Context) -> go.Figure:
+    return _no_title(plots.reddy_training_curves(data.frame, measures=(), window=data.span,
+                                                 title=None))
+
+
+def _draw_reddy_progress(data: _RunData, ctx: _Context) -> go.Figure:
+    return _no_title(plots.reddy_training_curves(data.frame, accuracies=(), window=data.span,
+                                                 title=None))
+
+
+REDDY_ROWS: tuple[Row, ...] = (
+    Row("reddy_accuracy", "Accuracy over training",
+        "Accuracy of the query's label on the test sets: IC (novel classes in bursty "
+        "sequences: in-context learning only), IC2 (known classes with every label shifted: "
+        "in-context evidence must override the memorised label) and IW (B = 0: the query's "
+        "class is usually absent from the context: in-weights learning), each on {n_examples} "
+        "sequences. The orange band is the detected transition of IC accuracy (our detector, "
+        "the package's change-point definition; the paper reads it by eye).",
+        "Reddy 2023 (arXiv 2312.03002), section 3, dynamics figure",
+        "Accuracy over training", _draw_reddy_accuracy),
+    Row("reddy_progress", "Progress measures",
+        "ILA1, TILA2, TLA2 and CLA (our reading of the paper's attention-based progress "
+        "measures, see induction_lens.measures.reddy): the paper sees them jump in the same "
+        "window as IC accuracy.",
+        "Reddy 2023 (arXiv 2312.03002), section 3, progress measures",
+        "Accuracy over training", _draw_reddy_progress),
+)
+"""The rows of a report of Reddy 2023 runs."""
+
+
 # ============================================================================ data
 def _check_runs(hub: Hub, runs: Sequence[str] | str) -> list[str]:
     runs = [runs] if isinstance(runs, str) else list(runs)
@@ -273,10 +312,32 @@ def _check_runs(hub: Hub, runs: Sequence[str] | str) -> list[str]:
     return runs
 
 
+def _task_of(hub: Hub, runs: list[str]) -> Literal["language", "reddy"]:
+    kinds = {run: "reddy" if hub.config(run).is_reddy else "language" for run in runs}
+    if len(set(kinds.values())) > 1:
+        reddy = [r for r, k in kinds.items() if k == "reddy"]
+        raise ReportError(f"runs {reddy} are Reddy 2023 runs and the others language models; "
+                          "their tables have different rows: build one report per kind")
+    return "reddy" if "reddy" in kinds.values() else "language"
+
+
 def _model_summary(hub: Hub, run: str) -> dict[str, Any]:
     cfg = hub.config(run)
     m = cfg.model
     entries = hub.manifest(run)
+    if cfg.is_reddy:
+        task = cfg.data
+        return {
+            "preset": cfg.preset,
+            "architecture": f"Reddy 2023 network: {m.n_layers} attention layers of one head, "
+                            f"{m.n_mlp_layers}-layer ReLU classifier of width {m.mlp_width}",
+            "shape": f"d_model {m.d_model}, {m.n_labels} labels",
+            "data": f"reddy K={task.K} L={task.L} N={task.N} B={task.B} eps={task.eps} "
+                    f"alpha={task.alpha} p_B={task.p_B} p_C={task.p_C}",
+            "checkpoints": len(entries), "last_step": entries[-1].step,
+            "last_tokens": entries[-1].tokens, "n_ctx": m.n_ctx, "n_layers": m.n_layers,
+            "smeared": False, "data_key": task.to_dict(),
+        }
     parts = [f"{m.n_layers} layer{'s' if m.n_layers != 1 else ''}",
              "attention-only" if m.attn_only else "with MLPs"]
     if m.smeared_keys:
@@ -340,6 +401,34 @@ def _gather(hub: Hub, runs: list[str], *, every: int, settings: Any, ablations: 
                 "PCA basis mixes unrelated tokens; compare runs trained on the same data")
         logger.warning("report: %s", note)
     return data, _Context(pca=pca, pca_note=note, kind=kind)
+
+
+def _reddy_windows(run: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, tuple[float, float]
+                                                            | bool]:
+    """The IC transition of a Reddy run as a ``phase_changes``-like row, and its step span."""
+    change = plots.reddy_transition(frame)
+    tokens = frame.groupby("step")["train_tokens"].first()
+    row: dict[str, Any] = {"run": run, "signal": "ic_accuracy", "detected": change is not None,
+                           "start_step": np.nan, "end_step": np.nan, "start_tokens": np.nan,
+                           "end_tokens": np.nan}
+    if change is None:
+        return pd.DataFrame([row]), False
+    row.update(start_step=change.start, end_step=change.end,
+               start_tokens=float(tokens.get(int(change.start), np.nan)),
+               end_tokens=float(tokens.get(int(change.end), np.nan)))
+    return pd.DataFrame([row]), (change.start, change.end)
+
+
+def _gather_reddy(hub: Hub, runs: list[str], *, every: int, settings: Any, device: Any,
+                  progress: bool) -> tuple[list[_RunData], _Context]:
+    data = []
+    for run in runs:
+        frame = evaluate_run(hub, run, metrics=["reddy"], every=every, settings=settings,
+                             device=device, progress=progress)
+        windows, span = _reddy_windows(run, frame)
+        data.append(_RunData(run=run, frame=frame, windows=windows, ablations=None,
+                             summary=_model_summary(hub, run), span=span))
+    return data, _Context(pca=None, pca_note=None, kind="pattern")
 
 
 # ============================================================================ shared ranges
@@ -438,7 +527,8 @@ footer code { font-size: 11px; }
 
 
 def _window_items(windows: pd.DataFrame) -> str:
-    names = {"icl_score": "ICL score", "prefix_matching": "prefix matching", "loss": "loss bump"}
+    names = {"icl_score": "ICL score", "prefix_matching": "prefix matching", "loss": "loss bump",
+             "ic_accuracy": "IC accuracy"}
     items = []
     for row in windows.itertuples():
         name = names.get(row.signal, row.signal)
@@ -513,7 +603,7 @@ class Report:
     """The HTML file."""
     runs: list[str]
     rows: list[str]
-    """Keys of the rows drawn (:data:`ROWS`)."""
+    """Keys of the rows drawn (:data:`ROWS`, or :data:`REDDY_ROWS` for Reddy runs)."""
     figures: int
     """Number of plotly figures on the page."""
     notes: list[str] = field(default_factory=list)
@@ -548,6 +638,10 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
             :func:`~induction_lens.runs.ablations.ablate_run` (minutes per run on a laptop);
             "no" (False): no ablation rows.
         kind: ablation kind, "pattern" (the paper's pattern-preserving) or "full".
+
+    Reddy 2023 runs get the rows :data:`REDDY_ROWS` (from the ``reddy`` metric) instead of the
+    language-model table; ``ablations`` does not apply to them. Language-model and Reddy runs
+    cannot share one report.
         title: page title (default "Model Analysis Table").
         device: torch device for evaluation.
         progress: tqdm progress bars while evaluating.
@@ -576,12 +670,17 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
     from induction_lens.runs.evaluate import EvalSettings
 
     settings = settings if settings is not None else EvalSettings()
-    data, ctx = _gather(hub, names, every=every, settings=settings, ablations=mode, kind=kind,
-                        device=device, progress=progress)
-
-    with_ablations = mode == "yes" or (mode == "auto" and any(d.ablations is not None
-                                                               for d in data))
-    rows = [r for r in ROWS if with_ablations or r.section != "Ablations"]
+    task = _task_of(hub, names)
+    if task == "reddy":
+        data, ctx = _gather_reddy(hub, names, every=every, settings=settings, device=device,
+                                  progress=progress)
+        rows = list(REDDY_ROWS)
+    else:
+        data, ctx = _gather(hub, names, every=every, settings=settings, ablations=mode,
+                            kind=kind, device=device, progress=progress)
+        with_ablations = mode == "yes" or (mode == "auto" and any(d.ablations is not None
+                                                                   for d in data))
+        rows = [r for r in ROWS if with_ablations or r.section != "Ablations"]
     n_ctx = {d.summary["n_ctx"] for d in data}
     ctx_len = max(n_ctx)
     early, late = icl_indices(ctx_len, settings.icl_indices)
@@ -610,9 +709,15 @@ def build_report(hub: Hub | str | Path, runs: Sequence[str] | str, out: str | Pa
             caption += " (Runs have different contexts; each uses its own scaled indices.)"
         cells.append((dataclasses.replace(row, caption=caption), drawn))
 
-    title = title or "Model Analysis Table"
-    intro = (f"<p>{len(names)} run{'s' if len(names) != 1 else ''} of hub "
-             f"<code>{html.escape(str(hub.root))}</code>, laid out like the Model Analysis "
+    title = title or ("Reddy 2023 runs" if task == "reddy" else "Model Analysis Table")
+    head = (f"<p>{len(names)} run{'s' if len(names) != 1 else ''} of hub "
+            f"<code>{html.escape(str(hub.root))}</code>")
+    reddy_intro = (f"{head}: Reddy 2023, <i>The mechanistic basis of data dependence and "
+                   "abrupt learning in an in-context classification task</i>, a row per "
+                   "measurement, a column per run. Training time is the optimizer step; "
+                   "panels of a row share their axes.</p>")
+    intro = reddy_intro if task == "reddy" else (
+             f"{head}, laid out like the Model Analysis "
              "Table of Olsson et al. 2022, <i>In-context Learning and Induction Heads</i>: a row "
              "per measurement, a column per model. Training time is in elapsed training tokens "
              "on a log axis; panels of a row share their axes. Hover a line for its values; "
