@@ -221,10 +221,13 @@ class Example:
         return f"tiny-{name}" if self.tiny else name
 
     def config(self, preset: str, *, steps: int | None = None, data: DataSpec | None = None,
-               seed: int | None = None, model: dict[str, Any] | None = None) -> RunConfig:
+               seed: int | None = None, model: dict[str, Any] | None = None,
+               train_fields: dict[str, Any] | None = None) -> RunConfig:
         """The run config of ``preset`` with this example's data/scale/steps (tiny-sized);
         ``seed`` replaces the weight-initialisation seed, ``model`` overrides fields of the
-        preset's :class:`~induction_lens.config.ModelSpec` (e.g. ``{"d_vocab": 1024}``)."""
+        preset's :class:`~induction_lens.config.ModelSpec` (e.g. ``{"d_vocab": 1024}``) and
+        ``train_fields`` fields of its :class:`~induction_lens.config.TrainConfig` (e.g.
+        ``{"interventions": (...)}``)."""
         wanted = self.args.steps if self.args.steps is not None else steps
         if self.tiny:
             wanted = self.args.steps if self.args.steps is not None else TINY_STEPS
@@ -234,6 +237,8 @@ class Example:
             cfg = replace(cfg, train=replace(cfg.train, seed=seed))
         if model:
             cfg = replace(cfg, model=replace(cfg.model, **model))
+        if train_fields:
+            cfg = replace(cfg, train=replace(cfg.train, **train_fields))
         if self.tiny:
             cfg = replace(cfg, train=replace(cfg.train, checkpoint_every=TINY_CHECKPOINT_EVERY,
                                              warmup_steps=min(cfg.train.warmup_steps, 2)))
@@ -241,16 +246,18 @@ class Example:
 
     def ensure_run(self, preset: str, *, steps: int | None = None, data: DataSpec | None = None,
                    run: str | None = None, seed: int | None = None,
-                   model: dict[str, Any] | None = None) -> str:
+                   model: dict[str, Any] | None = None,
+                   train_fields: dict[str, Any] | None = None) -> str:
         """Train ``preset`` into the hub, or reuse/resume the run already there; its name.
 
         A run of the same name must have the same model, data and training configuration
         (the number of steps may differ): one with fewer steps is resumed up to ``steps``, one
         with at least as many is reused as it is. ``seed`` (the weight initialisation) adds
-        ``-s{seed}`` to the name; ``model`` overrides model fields (pass ``run`` to name such a
-        run after what it is).
+        ``-s{seed}`` to the name; ``model`` and ``train_fields`` override model and training fields
+        (pass ``run`` to name such a run after what it is).
         """
-        cfg = self.config(preset, steps=steps, data=data, seed=seed, model=model)
+        cfg = self.config(preset, steps=steps, data=data, seed=seed, model=model,
+                          train_fields=train_fields)
         name = run or self.run_name(preset, suffix=None if seed is None else f"s{seed}")
         t0 = time.time()
         status = "trained"

@@ -38,7 +38,6 @@ Run: ``python examples/beyond_interventions.py [--hub hub] [--out DIR] [--full] 
 """
 
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -59,33 +58,9 @@ INDUCTION_THRESHOLD = 0.3
 
 def ensure_intervened(ex: C.Example, suffix: str, interventions: tuple[Intervention, ...],
                       steps: int | None = None) -> str:
-    """Like :meth:`Example.ensure_run` for ``attn-only-2l`` trained under ``interventions``."""
-    cfg = ex.config(PRESET, steps=steps)
-    cfg = replace(cfg, train=replace(cfg.train, interventions=interventions))
-    name = ex.run_name(PRESET, suffix=suffix)
-    t0, status = time.time(), "trained"
-    if name in ex.hub.runs():
-        stored = ex.hub.config(name)
-        for part in ("model", "data", "train"):
-            old, new = getattr(stored, part).to_dict(), getattr(cfg, part).to_dict()
-            for d in (old, new):
-                d.pop("induction_lens_version", None)
-                if part == "train":
-                    d.pop("steps")
-            if old != new:
-                raise C.ExampleError(f"run {name!r} in hub {ex.hub.root} has a different {part} "
-                                     "config than this example needs; use another --hub")
-        last = ex.hub.manifest(name)[-1].step
-        status = "reused" if last >= cfg.train.steps else "resumed"
-    if status != "reused":
-        ex.say(f"[{ex.name}] {'training' if status == 'trained' else 'resuming'} {name} "
-               f"({'; '.join(i.label for i in interventions)}) to step {cfg.train.steps}")
-        C.train(cfg, hub=ex.hub, run=name, resume=status == "resumed", device=ex.args.device,
-                progress=not ex.quiet)
-    ex.runs.append(C.RunRecord(run=name, preset=PRESET, steps=ex.hub.manifest(name)[-1].step,
-                               data=cfg.data.source, status=status,
-                               train_seconds=round(time.time() - t0, 1)))
-    return name
+    """:meth:`Example.ensure_run` for ``attn-only-2l`` trained under ``interventions``."""
+    return ex.ensure_run(PRESET, steps=steps, run=ex.run_name(PRESET, suffix=suffix),
+                         train_fields={"interventions": interventions})
 
 
 def layer1_prefix(frame: pd.DataFrame, run: str) -> pd.DataFrame:
