@@ -33,7 +33,12 @@ from induction_lens.config import DataSpec, ReddyTaskSpec, RunConfig, TrainConfi
 from induction_lens.data.reddy import eval_set, make_world, train_batch
 from induction_lens.errors import ConfigError
 from induction_lens.hub import Hub
-from induction_lens.models.reddy import InductionHeadModel, ReddyNetwork, build_reddy_network
+from induction_lens.models.reddy import (
+    InductionHeadModel,
+    ReddyNetwork,
+    build_reddy_network,
+    descend,
+)
 from induction_lens.presets import Scale, get_preset
 from induction_lens.train import CheckpointCallback, TrainResult, default_device, run_steps
 
@@ -155,20 +160,18 @@ def induction_head_sweep(task: ReddyTaskSpec, inits: list[tuple[float, float, fl
     for b0, a0, x0 in inits:
         model = InductionHeadModel(world.labels, beta1=b0, alpha=a0, xi=x0,
                                    learn_beta1=learn_beta1)
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
-        for step in range(steps + 1):
+
+        def loss_at(step: int, model: InductionHeadModel = model) -> torch.Tensor:
             batch = train_batch(task, world, step, batch_size)
-            loss = F.cross_entropy(model(batch.inputs[..., task.n_pos:]), batch.targets)
-            if step % record_every == 0 or step == steps:
-                with torch.no_grad():
-                    acc = (model(ic_content).argmax(-1) == ic.targets).float().mean().item()
-                rows.append({"beta1_0": b0, "alpha_0": a0, "xi_0": x0, "step": step,
-                             "loss": loss.item(), "ic_accuracy": acc,
-                             "beta1": model.beta1.item(), "alpha": model.alpha.item(),
-                             "xi": model.xi.item()})
-            if step == steps:
-                break
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            return F.cross_entropy(model(batch.inputs[..., task.n_pos:]), batch.targets)
+
+        def record(step: int, loss: torch.Tensor, model: InductionHeadModel = model,
+                   init: tuple[float, float, float] = (b0, a0, x0)) -> dict:
+            with torch.no_grad():
+                acc = (model(ic_content).argmax(-1) == ic.targets).float().mean().item()
+            return {"beta1_0": init[0], "alpha_0": init[1], "xi_0": init[2], "step": step,
+                    "loss": loss.item(), "ic_accuracy": acc, "beta1": model.beta1.item(),
+                    "alpha": model.alpha.item(), "xi": model.xi.item()}
+
+        rows += descend(model, loss_at, record, steps=steps, record_every=record_every, lr=lr)
     return pd.DataFrame(rows)

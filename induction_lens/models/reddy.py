@@ -35,6 +35,7 @@ gives the structure; the equations are our reconstruction (see the class docstri
 """
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -205,20 +206,31 @@ def train_nested_logits(n_items: int = 8, n_labels: int = 32, *, steps: int = 15
     if not (lr > 0 and math.isfinite(lr)):
         raise ConfigError(f"lr={lr!r} must be a positive finite number")
     model = NestedLogitModel(n_items, n_labels, beta1=init[0], alpha=init[1], xi=init[2])
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    rows = descend(model, lambda step: model(), lambda step, loss: {
+        "step": step, "loss": loss.item(), "p_correct": model.p_correct().item(),
+        "beta1": model.beta1.item(), "alpha": model.alpha.item(), "xi": model.xi.item()},
+        steps=steps, record_every=record_every, lr=lr)
+    return pd.DataFrame(rows)
+
+
+def descend(model: nn.Module, loss_at: Callable[[int], Tensor],
+            record: Callable[[int, Tensor], dict], *, steps: int, record_every: int,
+            lr: float) -> list[dict]:
+    """Plain SGD on ``model``'s trainable parameters for ``steps`` steps: the reduced models'
+    loop. ``loss_at(step)`` is the loss before step ``step``; ``record(step, loss)`` gives the
+    row kept every ``record_every`` steps and at the end (step 0 included)."""
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr)
     rows = []
     for step in range(steps + 1):
-        loss = model()
+        loss = loss_at(step)
         if step % record_every == 0 or step == steps:
-            rows.append({"step": step, "loss": loss.item(), "p_correct": model.p_correct().item(),
-                         "beta1": model.beta1.item(), "alpha": model.alpha.item(),
-                         "xi": model.xi.item()})
+            rows.append(record(step, loss))
         if step == steps:
             break
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return pd.DataFrame(rows)
+    return rows
 
 
 class InductionHeadModel(nn.Module):
