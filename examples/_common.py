@@ -52,6 +52,28 @@ TINY_SETTINGS = EvalSettings(n_examples=8, batch_size=8, head_examples=2)
 """Evaluation settings of ``--tiny`` mode."""
 
 
+RESULT_INPUTS = (
+    "examples/_common.py",
+    "induction_lens/presets.py",
+    "induction_lens/data/synthetic.py",
+    "induction_lens/analysis/changepoint.py",
+    "induction_lens/analysis/phases.py",
+)
+"""Files (besides the example script itself) that decide what an example trains and claims.
+``summary.json`` records their sha256 (``inputs_sha256``), so that published results
+(``docs/figures/NAME``, :mod:`publish`) can be checked against the code (``tests/test_docs.py``
+fails when they differ)."""
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def inputs_sha256(name: str) -> dict[str, str]:
+    """sha256 of the example script ``examples/NAME.py`` and of :data:`RESULT_INPUTS`."""
+    from induction_lens.io import sha256_file
+
+    return {rel: sha256_file(REPO / rel) for rel in (f"examples/{name}.py", *RESULT_INPUTS)}
+
+
 class ExampleError(ConfigError):
     """An example cannot run as asked; the message says why and what to do instead."""
 
@@ -400,6 +422,7 @@ class Example:
                                                        else "cpu")},
             "induction_lens_version": __version__,
             "git_hash": git_hash(),
+            "inputs_sha256": inputs_sha256(self.name),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         path = self.out / "summary.json"
@@ -495,44 +518,32 @@ def fraction(a: float, b: float) -> float:
 def pca_pivot(pca: pd.DataFrame, run: str) -> dict[str, Any]:
     """Where a run's per-token-loss PCA trajectory pivots (Argument 1, "PCA pivot").
 
-    The paper marks by eye where the trajectories "pivot". Here: the trajectory in the first
-    two components, from the first checkpoint after initialisation (the first update is a jump
-    every run makes), is approximated by a polyline through its first point, one interior
-    checkpoint ``k`` and its last point; ``k`` minimises the summed squared distance of the
-    points to that polyline. Returned: the pivot step, the turning angle between the two
-    segments (degrees), and ``residual_ratio`` (the polyline's residual over that of the
-    straight line from first to last point: small when the path really bends at ``k``).
+    The paper marks by eye where the trajectories "pivot". Here the pivot is
+    :func:`~induction_lens.analysis.changepoint.detect_pivot` on the trajectory in the first
+    two components: the checkpoint interval of the largest displacement, accepted when it is
+    at least ``PivotParams.min_ratio`` (5) times the median displacement of the other
+    intervals. The trajectory starts at the first checkpoint after initialisation (the first
+    update is a jump every run makes). Returned: ``pivoted`` (accepted), the interval
+    (``start``, ``end`` steps) and its midpoint ``step``, ``displacement`` and ``ratio`` (also
+    when not accepted, for the report).
     """
+    from induction_lens.analysis.changepoint import PivotParams, detect_pivot
+
     rows = pca[pca["run"] == run].sort_values("step")
     rows = rows[rows["step"] > rows["step"].min()]
     points = rows[["pc1", "pc2"]].to_numpy(dtype=np.float64)
-    steps = rows["step"].to_numpy()
-    n = len(points)
-    if n < 5:
-        return {"step": None, "angle_degrees": float("nan"), "residual_ratio": float("nan")}
-
-    def seg_residual(a: np.ndarray, b: np.ndarray, pts: np.ndarray) -> float:
-        d = b - a
-        length = float(d @ d)
-        if length == 0:
-            return float(((pts - a) ** 2).sum())
-        t = np.clip((pts - a) @ d / length, 0, 1)
-        return float(((pts - (a + t[:, None] * d)) ** 2).sum())
-
-    straight = seg_residual(points[0], points[-1], points)
-    best = None
-    for k in range(2, n - 2):
-        r = (seg_residual(points[0], points[k], points[:k + 1])
-             + seg_residual(points[k], points[-1], points[k:]))
-        if best is None or r < best[1]:
-            best = (k, r)
-    k, residual = best
-    u, v = points[k] - points[0], points[-1] - points[k]
-    cos = float(u @ v / (np.linalg.norm(u) * np.linalg.norm(v))) if np.linalg.norm(u) and \
-        np.linalg.norm(v) else 1.0
-    return {"step": int(steps[k]), "angle_degrees": float(np.degrees(np.arccos(np.clip(cos, -1,
-                                                                                      1)))),
-            "residual_ratio": fraction(residual, straight)}
+    steps = rows["step"].to_numpy(dtype=np.float64)
+    none = {"pivoted": False, "step": None, "start": None, "end": None,
+            "displacement": float("nan"), "ratio": float("nan")}
+    if len(points) < 4:
+        return none
+    # The largest interval whatever its ratio (a threshold just above 1), judged below.
+    best = detect_pivot(steps, points, params=PivotParams(min_ratio=1.0 + 1e-12))
+    if best is None:
+        return none
+    return {"pivoted": best.ratio >= PivotParams().min_ratio,
+            "step": (best.start + best.end) / 2, "start": int(best.start), "end": int(best.end),
+            "displacement": best.displacement, "ratio": best.ratio}
 
 
 def within(step: float | None, start: float | None, end: float | None, slack: float) -> bool:

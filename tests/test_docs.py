@@ -514,3 +514,52 @@ def test_argument_pages_match_the_example_scripts():
             assert any(pattern.match(example) for pattern in written), (
                 f"{page.name}: {script.name} writes no figure {figure!r} (it writes "
                 f"{sorted(p.pattern for p in written)})")
+
+
+# ---------------------------------------------------------------------------- published results
+PUBLISHED = ROOT / "docs" / "figures"
+
+
+def _published() -> list[Path]:
+    return sorted(p.parent for p in PUBLISHED.glob("*/summary.json"))
+
+
+def _example_common():
+    examples = str(ROOT / "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
+    import _common
+
+    return _common
+
+
+def test_published_results_are_default_runs_of_this_code():
+    """Results under ``docs/figures/NAME`` (``examples/publish.py``) come from a finished
+    default-mode run of the example as it is now: its script and the files that decide what it
+    trains and claims (``_common.RESULT_INPUTS``) have the sha256 the run recorded."""
+    common = _example_common()
+    folders = _published()
+    assert folders, "no published results in docs/figures (run the examples, then publish.py)"
+    for folder in folders:
+        name = folder.name
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        assert summary["example"] == name
+        assert summary["mode"] == "default" and summary["error"] is None, name
+        assert summary.get("inputs_sha256") == common.inputs_sha256(name), (
+            f"docs/figures/{name} is stale: the code changed since it was produced; run "
+            f"`python examples/{name}.py --out examples_out/{name}` and "
+            f"`python examples/publish.py {name}`")
+        assert summary["claims"], name
+        for entry in summary["figures"]:
+            assert entry.get("html") and (folder / entry["html"]).is_file(), (name, entry)
+
+
+@_slow
+def test_every_argument_page_shows_its_results(site):
+    """Each argument page of the built site shows its example's claims table and figures, none
+    of the placeholders a missing result leaves."""
+    for page in _argument_pages():
+        html = (site["dir"] / "arguments" / page.stem / "index.html").read_text(encoding="utf-8")
+        assert "No results yet" not in html, f"{page.name}: no claims table"
+        assert "Figure not generated yet" not in html, f"{page.name}: a figure is missing"
+        assert "PASS" in html, f"{page.name}: no claim verdicts"

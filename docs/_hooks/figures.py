@@ -66,9 +66,12 @@ def _icl_like(x: np.ndarray, rng: np.random.Generator, *, step_at: float | None)
 
 @generator
 def phase_window_demo() -> go.Figure:
-    """:func:`fit_window` on a curve with a phase change and on one without (synthetic data)."""
-    from induction_lens.analysis.phases import SIGNAL_PARAMS, fit_window
+    """The level-change detector behind ``detect_phase_change("icl_score")`` on a curve with a
+    phase change and on one without (synthetic data)."""
+    from induction_lens.analysis.changepoint import change_candidates, fit_spline
+    from induction_lens.analysis.phases import SIGNAL_PARAMS
 
+    params = SIGNAL_PARAMS["icl_score"]
     rng = np.random.default_rng(0)
     steps = np.arange(0, 1001, 25, dtype=float)
     tokens = steps * 32 * 128  # laptop preset: batch 32 x context 128
@@ -77,19 +80,20 @@ def phase_window_demo() -> go.Figure:
     colours = {"two layers (abrupt drop)": "#1a237e", "one layer (gradual drift)": "#9e9e9e"}
     fig = go.Figure()
     for name, y in curves.items():
-        fit = fit_window(tokens, y, SIGNAL_PARAMS["icl_score"])
-        verdict = "no fit" if fit is None else (
-            "phase change" if fit.accepted else "rejected: " + ", ".join(fit.failed))
+        candidates = change_candidates(tokens, y, params=params)
+        accepted = [c for c in candidates if c.accepted]
+        best = max(accepted or candidates, key=lambda c: c.ratio, default=None)
+        verdict = ("no candidate" if best is None else "phase change" if best.accepted
+                   else "rejected: " + ", ".join(best.failed))
         fig.add_trace(go.Scatter(x=tokens, y=y, mode="markers", name=f"{name} — {verdict}",
                                  marker=dict(color=colours[name], size=6)))
-        if fit is None:
-            continue
-        fig.add_trace(go.Scatter(x=tokens, y=fit.fitted, mode="lines", showlegend=False,
+        fitted = fit_spline(tokens, y, params=params).fitted
+        fig.add_trace(go.Scatter(x=tokens, y=fitted, mode="lines", showlegend=False,
                                  line=dict(color=colours[name], width=2, dash="solid"
-                                           if fit.accepted else "dot"),
+                                           if accepted else "dot"),
                                  hoverinfo="skip"))
-        if fit.accepted:
-            fig.add_vrect(x0=tokens[fit.start], x1=tokens[fit.end], fillcolor="#ff9800",
+        if best is not None and best.accepted:
+            fig.add_vrect(x0=best.start, x1=best.end, fillcolor="#ff9800",
                           opacity=0.25, line_width=0, annotation_text="detected window",
                           annotation_position="top left")
     fig.update_layout(height=420, template="plotly_white", margin=dict(l=60, r=20, t=30, b=60),

@@ -10,7 +10,8 @@ a curve ``y(x)`` sampled at checkpoints ``x`` (steps or tokens, possibly unevenl
 a phase change when its fitted curve makes a change that is
 
 (a) **large**: the fitted change across its window is at least :attr:`ChangeParams.min_ratio`
-    times the run's own step-to-step noise (:func:`step_noise`);
+    times the run's own step-to-step noise (:func:`step_noise`), and at least
+    :attr:`ChangeParams.min_change` in signal units;
 (b) **short**: its window spans at most :attr:`ChangeParams.max_width` of the run's x range
     ("a narrow window");
 (c) **preceded by a plateau**: over the stretch of :attr:`ChangeParams.plateau` of the run just
@@ -22,7 +23,7 @@ a phase change when its fitted curve makes a change that is
     phase change.
 
 "Several measures at once" is the caller's part: run the detector on each measure and compare
-the windows (``induction_lens.evals.phases.co_occurrence``).
+the windows (:func:`induction_lens.analysis.phases.co_occurrence`).
 
 **The fit** (:func:`fit_spline`). A continuous piecewise-linear curve with knots at checkpoints
 is fitted by least squares: knots are added greedily while each lowers the squared error by
@@ -41,7 +42,7 @@ neighbouring segments while they keep the same direction, at least
 :attr:`ChangeParams.shoulder` of the peak slope, and no steeper than the peak. The **window**
 is the 10%-90% rise ``t0 -/+ ln(9) w`` of the logistic step ``p + q expit((x - t0) / w)`` that
 best fits the observed curve around that stretch (the 10%-90% convention of
-``induction_lens.evals.phases``), its ends snapped to the nearest checkpoints; a step sharper
+the loss-bump fit in :mod:`induction_lens.analysis.phases`), its ends snapped to the nearest checkpoints; a step sharper
 than the checkpoint spacing gets the interval holding its midpoint. Nearest, not outward: the
 fitted edges are uncertain by a fraction of an interval either way, and snapping outward would
 widen every window by up to one more. Accepted candidates whose windows overlap keep only the
@@ -94,6 +95,10 @@ _MAD_TO_SIGMA = 1.4826
 class ChangeParams:
     """Thresholds of the phase-change definition and of the fit (module docstring)."""
 
+    min_change: float = 0.0
+    """(a) Smallest ``|change|`` in signal units, on top of ``min_ratio``: for signals with
+    natural units (nats, a share of attention) a change can be large against a very quiet
+    run's noise and still too small to matter. 0 (the default) leaves only ``min_ratio``."""
     min_ratio: float = 6.0
     """(a) Smallest ``|change| / noise``. A change across a window is the difference of two
     fitted levels, each noisy by about ``noise``; 6 keeps pure noise (largest spurious
@@ -132,6 +137,7 @@ class ChangeParams:
 
     def __post_init__(self) -> None:
         checks = {
+            "min_change": (self.min_change >= 0, "must be >= 0"),
             "min_ratio": (self.min_ratio > 0, "must be > 0"),
             "max_width": (0 < self.max_width <= 1, "must be in (0, 1]"),
             "plateau": (0 <= self.plateau < 1, "must be in [0, 1)"),
@@ -448,7 +454,7 @@ def _candidates(x: np.ndarray, y: np.ndarray, params: ChangeParams) -> list[Chan
         before = x[first] - params.plateau * span
         drift = float(f[first] - np.interp(before, x, f)) if before >= x[0] else math.nan
         failed = []
-        if ratio < params.min_ratio:
+        if ratio < params.min_ratio or abs(change) < params.min_change:
             failed.append("size")
         if width > params.max_width:
             failed.append("narrowness")

@@ -1,61 +1,64 @@
-"""Phase-change windows: where in training the ICL score, the prefix-matching score and the
-loss curve change abruptly, and whether those windows co-occur.
+"""Phase-change windows: where in training the ICL score, the prefix-matching score, the local
+learning coefficient and the loss curve change abruptly, and whether those windows co-occur.
 
 The paper (Argument 1, "Looking at the Phase Change More Closely") observes that in one
 narrow window of training "capacity for in-context learning sharply improves", "induction
 heads form" and the "loss undergoes a small 'bump' (that is, the loss curve undergoes a period
 of visibly steeper improvement than the parts of the curve before and after)", and that
 one-layer models have no such window. It marks the window by eye; this module makes it a
-documented measurement.
+documented measurement, with two detectors, each matched to what the paper says of its signal.
 
-Method (:func:`fit_window`). A curve ``y(x)`` sampled at the checkpoints is fitted by least
-squares with a linear trend plus a logistic step::
+**Level changes** (ICL score, prefix matching, LLC): :mod:`induction_lens.analysis.changepoint`.
+"Before this window there is less than 0.15 nats of in-context learning ... and then is
+constant for the rest of training": the curve sits on a plateau, changes abruptly in a short
+window, and the change is large against the run's own checkpoint-to-checkpoint noise. The
+detector (:func:`~induction_lens.analysis.changepoint.detect_change`) fits a continuous
+piecewise-linear curve, takes its steepest stretches as candidates and accepts one when it is
+large (``min_ratio`` times the noise and ``min_change`` signal units), short (``max_width`` of
+the run) and preceded by a plateau (the tenth of the run before it moves by at most a quarter
+of the change). The descent of every model from random initialisation has no plateau before
+it, so it is never a phase change. Its defaults were fixed on synthetic curves with known
+truth before any run was looked at (``tests/test_changepoint.py``).
+
+**The loss bump** (:func:`fit_window`). A loss curve has no plateau before its bump: the bump
+is "a period of visibly steeper improvement than the parts of the curve before and after", in
+the paper's plot of loss against ln(tokens), where an ordinary learning curve is convex. The
+curve is fitted by least squares with a linear trend plus a logistic step::
 
     y(x) ~ a + c x + b expit((x - t0) / w)
 
 over a grid of step centres ``t0`` (four per checkpoint interval) and widths ``w`` (32 values,
 log-spaced from a twentieth of the smallest checkpoint spacing, a step between two checkpoints,
 to half the run); at each grid point the linear parameters ``a, c, b`` are solved exactly. The
-trend absorbs the steady drift every curve has; the step is the phase change. Only steps going
-in the expected direction (``DetectionParams.direction``: the sign of ``b``) are admissible, and
-among them the one with the least squared error wins. Least squares over all checkpoints
-averages the noise out.
+trend absorbs the steady descent; the step is the bump. Only steps going in the expected
+direction (``DetectionParams.direction``: the sign of ``b``) are admissible, and among them the
+one with the least squared error wins.
 
-The **window** is the pair of checkpoints bracketing the step's 10%-90% rise: the last
-checkpoint at or before ``t0 - ln(9) w`` and the first at or after ``t0 + ln(9) w``. Its ends are
-checkpoints that exist in the hub (the ablations load the snapshots at ``start_step`` and
-``end_step``), and each side of it keeps at least ``min_outside`` checkpoints, the window's end
-checkpoint included. The fit is a phase change only if all of these hold (defaults per signal
-in :data:`SIGNAL_PARAMS`):
+Its **window** is the pair of checkpoints bracketing the step's 10%-90% rise: the last
+checkpoint at or before ``t0 - ln(9) w`` and the first at or after ``t0 + ln(9) w``; each side
+keeps at least ``min_outside`` checkpoints, the window's end checkpoint included. The fit is a
+bump only if all of these hold (:class:`DetectionParams`):
 
-* **size**: the fitted change across the window (fitted value at its last checkpoint minus at
-  its first, trend included, times ``direction``) is at least ``min_change`` (signal units);
+* **size**: the fitted change across the window (trend included, times ``direction``) is at
+  least ``min_change`` (signal units);
 * **significance**: the change is at least ``min_snr`` times the residual noise of the fit
   (root mean square residual with ``n - 5`` degrees of freedom: ``a, c, b, t0, w``);
 * **concentration**: the change is at least ``min_concentration`` of the fitted curve's whole
-  range, i.e. most of what happens to the curve happens in the window;
+  range (0 for the loss: the paper's bump is small next to the total loss decrease);
 * **narrowness**: the window spans at most ``max_width`` of the run's x range;
-* **abruptness**: the slope during the window (the fitted change over the window's width) is at
-  least ``min_abruptness`` times the steepest slope before or after it ("a period of visibly
-  steeper improvement than the parts before and after"). The outer slopes are least-squares
-  lines through the *observed* checkpoints of each side, window ends included, not the fit's:
-  a logistic step cannot follow the fast start of a training run, and its flat tail would make
-  that start look calm. This rejects the fast start of every run, which has no flatter part
-  before it.
+* **abruptness**: the slope during the window is at least ``min_abruptness`` times the steepest
+  slope before or after it, the outer slopes being least-squares lines through the *observed*
+  checkpoints of each side, window ends included. This rejects the fast start of every run,
+  which has no flatter part before it.
 
-A gradual drift (the one-layer model's slowly improving ICL score) fails concentration,
-narrowness or abruptness; pure noise fails size and significance. The thresholds are this
-package's; the paper gives none.
+Both detectors' windows end on checkpoints that exist in the hub (the ablations load the
+snapshots at ``start_step`` and ``end_step``). The thresholds are this package's; the paper
+gives none (:data:`SIGNAL_PARAMS`).
 
 Signals (:func:`signal_curve`): the ICL score and the highest prefix-matching score over all
 heads against elapsed tokens (linear, as the paper plots them), the local learning coefficient
 (``llc``, model level, against tokens; optional: computed only when the ``llc`` metric was
-evaluated), and the loss (the mean loss of
-the evaluation set's tokens) against ln(tokens): in that plot an ordinary learning curve is
-convex, and the bump is the stretch where it stops being convex, its slope steepening and then
-flattening again, which is a middle stretch steeper than both neighbours. Loss has no
-concentration requirement (the paper's bump is small next to the total loss decrease) and a
-lower abruptness threshold.
+evaluated), and the loss (the mean loss of the evaluation set's tokens) against ln(tokens).
 """
 
 import math
@@ -65,12 +68,15 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from induction_lens.analysis.changepoint import MIN_POINTS, ChangeParams, detect_change
 from induction_lens.errors import EvalError
 
 __all__ = [
     "SIGNALS",
     "SIGNAL_PARAMS",
+    "ChangeParams",
     "DetectionParams",
+    "SignalParams",
     "PhaseWindow",
     "Signal",
     "WindowFit",
@@ -120,18 +126,23 @@ class DetectionParams:
                 raise EvalError(f"DetectionParams.{name}={getattr(self, name)} must be >= 0")
 
 
-SIGNAL_PARAMS: dict[str, DetectionParams] = {
-    # Nats. The paper's jump is ~0.25-0.3 nats (from < 0.15 to ~0.4, Argument 1).
-    "icl_score": DetectionParams(direction=-1, min_change=0.1),
+SignalParams = ChangeParams | DetectionParams
+"""Thresholds of one signal: a :class:`~induction_lens.analysis.changepoint.ChangeParams` for a
+level change, a :class:`DetectionParams` for a bump (:func:`fit_window`)."""
+
+SIGNAL_PARAMS: dict[str, SignalParams] = {
+    # Nats. The paper's jump is ~0.25-0.3 nats (from < 0.15 to ~0.4, Argument 1); 0.1 keeps a
+    # change that is large only against a very quiet run's noise out.
+    "icl_score": ChangeParams(direction=-1, min_change=0.1),
     # Fraction of attention; uniform attention scores ~0.03 on the paper's input.
-    "prefix_matching": DetectionParams(direction=1, min_change=0.1),
+    "prefix_matching": ChangeParams(direction=1, min_change=0.1),
     # The bump: steeper than both sides in loss vs ln(tokens); no concentration requirement.
     "loss": DetectionParams(direction=-1, log_x=True, min_concentration=0.0,
                             min_abruptness=2.0),
     # The local learning coefficient (the ``llc`` metric) rises as structure forms (Hoogland
-    # et al. 2024); its scale depends on the sampler settings, so no size threshold: the
-    # window must stand out from the sampling noise (snr) and from the trend (abruptness).
-    "llc": DetectionParams(direction=1, min_change=0.0),
+    # et al. 2024); its scale depends on the sampler settings, so no size threshold in its
+    # units: the change must stand out from the sampling noise.
+    "llc": ChangeParams(direction=1),
 }
 """Default thresholds per signal (override with ``params=`` or ``dataclasses.replace``)."""
 
@@ -297,14 +308,15 @@ class PhaseWindow:
     """
 
     signal: str
-    """Which curve: "icl_score", "prefix_matching" or "loss"."""
+    """Which curve: "icl_score", "prefix_matching", "loss" or "llc"."""
     start_step: int
     end_step: int
     start_tokens: int
     end_tokens: int
     mid_step: float
-    """Where the observed curve first crosses halfway between its fitted values at the window's
-    ends (linear interpolation between checkpoints): the time of the jump, used for lags."""
+    """The time of the jump, used for lags: the midpoint ``t0`` of the logistic step fitted
+    around a level change; for a bump, where the observed curve first crosses halfway between
+    its fitted values at the window's ends (linear interpolation between checkpoints)."""
     mid_tokens: float
     start_value: float
     """Fitted signal value at ``start_step``."""
@@ -313,8 +325,17 @@ class PhaseWindow:
     change: float
     """``end_value - start_value``."""
     snr: float
-    concentration: float
-    abruptness: float
+    """The change over the noise: the run's step-to-step noise for a level change, the fit's
+    residual noise for a bump."""
+    concentration: float | None = None
+    """Bump only: share of the fitted curve's range inside the window."""
+    abruptness: float | None = None
+    """Bump only: the window's slope over the steepest outer slope."""
+    drift: float | None = None
+    """Level change only: the fitted change over the plateau stretch before the window."""
+    method: str = "changepoint"
+    """"changepoint" (a level change, :mod:`~induction_lens.analysis.changepoint`) or "bump"
+    (:func:`fit_window`)."""
     run: str | None = None
 
     @property
@@ -378,45 +399,67 @@ def _crossing(x: np.ndarray, y: np.ndarray, start: int, end: int, target: float)
 
 
 def detect_phase_change(frame: pd.DataFrame, *, signal: str = "icl_score",
-                        run: str | None = None, params: DetectionParams | None = None
+                        run: str | None = None, params: SignalParams | None = None
                         ) -> PhaseWindow | None:
     """The phase-change window of one signal of one run, or None if it has none.
+
+    A curve with fewer than :data:`~induction_lens.analysis.changepoint.MIN_POINTS`
+    checkpoints has no detectable level change (None).
 
     Args:
         frame: a tidy sweep frame (:func:`~induction_lens.runs.evaluate.evaluate_run`).
         signal: "icl_score" (the paper's defining measurement), "prefix_matching", "loss" or
             "llc".
         run: which run, when the frame holds several.
-        params: thresholds (default :data:`SIGNAL_PARAMS` of ``signal``).
+        params: thresholds (default :data:`SIGNAL_PARAMS` of ``signal``): a
+            :class:`~induction_lens.analysis.changepoint.ChangeParams` detects a level change,
+            a :class:`DetectionParams` a bump.
     """
     params = params if params is not None else SIGNAL_PARAMS[signal]
+    if not isinstance(params, ChangeParams | DetectionParams):
+        raise EvalError(f"params={params!r} must be a ChangeParams (level change) or "
+                        "DetectionParams (bump); see SIGNAL_PARAMS for the defaults")
     curve = signal_curve(frame, signal, run=run)
-    if params.log_x:
+    log_x = isinstance(params, DetectionParams) and params.log_x
+    if log_x:
         curve = curve[curve["train_tokens"] > 0].reset_index(drop=True)
     tokens = curve["train_tokens"].to_numpy(dtype=np.float64)
-    x = np.log(tokens) if params.log_x else tokens
+    steps = curve["step"].to_numpy(dtype=np.float64)
+    x = np.log(tokens) if log_x else tokens
     y = curve["value"].to_numpy(dtype=np.float64)
+    run_name = run
+    if run_name is None and "run" in frame.columns and frame["run"].notna().any():
+        run_name = str(frame["run"].dropna().iloc[0])
+    if isinstance(params, ChangeParams):
+        if len(x) < MIN_POINTS:
+            return None
+        found = detect_change(x, y, params=params)
+        if found is None:
+            return None
+        s, e = found.start_index, found.end_index
+        return PhaseWindow(signal=signal, start_step=int(steps[s]), end_step=int(steps[e]),
+                           start_tokens=int(tokens[s]), end_tokens=int(tokens[e]),
+                           mid_step=float(np.interp(found.mid, x, steps)),
+                           mid_tokens=float(found.mid), start_value=found.start_value,
+                           end_value=found.end_value, change=found.change, snr=found.ratio,
+                           drift=found.drift, method="changepoint", run=run_name)
     fit = detect_window(x, y, params)
     if fit is None:
         return None
     s, e = fit.start, fit.end
     half = (fit.fitted[s] + fit.fitted[e]) / 2
-    steps = curve["step"].to_numpy(dtype=np.float64)
     mid_x = _crossing(x, y, s, e, half)
     # Map the crossing back to steps and tokens through the checkpoint interval it lies in.
     i = int(np.clip(np.searchsorted(x, mid_x, side="right") - 1, s, max(s, e - 1)))
     frac = 0.0 if x[i + 1] == x[i] else (mid_x - x[i]) / (x[i + 1] - x[i])
     mid_step = steps[i] + frac * (steps[i + 1] - steps[i])
     mid_tokens = tokens[i] + frac * (tokens[i + 1] - tokens[i])
-    run_name = run
-    if run_name is None and "run" in frame.columns and frame["run"].notna().any():
-        run_name = str(frame["run"].dropna().iloc[0])
     return PhaseWindow(signal=signal, start_step=int(steps[s]), end_step=int(steps[e]),
                        start_tokens=int(tokens[s]), end_tokens=int(tokens[e]),
                        mid_step=float(mid_step), mid_tokens=float(mid_tokens),
                        start_value=float(fit.fitted[s]), end_value=float(fit.fitted[e]),
                        change=fit.change, snr=fit.snr, concentration=fit.concentration,
-                       abruptness=fit.abruptness, run=run_name)
+                       abruptness=fit.abruptness, method="bump", run=run_name)
 
 
 def _runs(frame: pd.DataFrame) -> list[str | None]:
@@ -426,7 +469,7 @@ def _runs(frame: pd.DataFrame) -> list[str | None]:
 
 
 def phase_changes(frame: pd.DataFrame, *, signals: tuple[str, ...] | list[str] = SIGNALS,
-                  params: dict[str, DetectionParams] | None = None) -> pd.DataFrame:
+                  params: dict[str, SignalParams] | None = None) -> pd.DataFrame:
     """Detected windows of every run and signal in ``frame``, one row each.
 
     Returns:
@@ -483,7 +526,7 @@ def co_occurrence(a: PhaseWindow | None, b: PhaseWindow | None) -> dict[str, flo
 
 def co_occurrence_table(frame: pd.DataFrame, *, reference: str = "icl_score",
                         others: tuple[str, ...] = ("prefix_matching", "loss"),
-                        params: dict[str, DetectionParams] | None = None) -> pd.DataFrame:
+                        params: dict[str, SignalParams] | None = None) -> pd.DataFrame:
     """Per run, how each of ``others`` lines up with the ``reference`` window
     (:func:`co_occurrence`); one row per run and other signal."""
     params = {**SIGNAL_PARAMS, **(params or {})}

@@ -5,8 +5,8 @@ Level: ``runs`` (imports ``analysis.phases`` and ``runs.evaluate``).
 
 from induction_lens.analysis.phases import (
     SIGNALS,
-    DetectionParams,
     PhaseWindow,
+    SignalParams,
     detect_phase_change,
 )
 from induction_lens.errors import EvalError
@@ -17,7 +17,7 @@ __all__ = ["detect_phase_window"]
 
 def detect_phase_window(hub, run: str, *, signal: str = "icl_score", every: int = 1,
                         settings=None, cache: bool = True, progress: bool = False,
-                        params: DetectionParams | None = None) -> PhaseWindow | None:
+                        params: SignalParams | None = None) -> PhaseWindow | None:
     """Evaluate a stored run (only what ``signal`` needs) and detect its phase-change window.
 
     A convenience over :func:`~induction_lens.runs.evaluate.evaluate_run` and
@@ -27,8 +27,8 @@ def detect_phase_window(hub, run: str, *, signal: str = "icl_score", every: int 
     Args:
         hub: a :class:`~induction_lens.hub.Hub` or its directory.
         run: the run's name.
-        signal: "icl_score" (default, the paper's defining measurement), "prefix_matching" or
-            "loss".
+        signal: "icl_score" (default, the paper's defining measurement), "prefix_matching",
+            "loss" or "llc".
         every: evaluate every ``every``-th checkpoint.
         settings: :class:`~induction_lens.runs.evaluate.EvalSettings` (default: laptop sizes).
         cache, progress: see :func:`~induction_lens.runs.evaluate.evaluate_run`.
