@@ -41,12 +41,12 @@ change's direction) is at least as steep as its neighbours is a peak; its change
 neighbouring segments while they keep the same direction, at least
 :attr:`ChangeParams.shoulder` of the peak slope, and no steeper than the peak. The **window**
 is the 10%-90% rise ``t0 -/+ ln(9) w`` of the logistic step ``p + q expit((x - t0) / w)`` that
-best fits the observed curve around that stretch (the 10%-90% convention of
-the loss-bump fit in :mod:`induction_lens.analysis.phases`), its ends snapped to the nearest checkpoints; a step sharper
-than the checkpoint spacing gets the interval holding its midpoint. Nearest, not outward: the
-fitted edges are uncertain by a fraction of an interval either way, and snapping outward would
-widen every window by up to one more. Accepted candidates whose windows overlap keep only the
-steepest.
+best fits the observed curve around that stretch (the 10%-90% convention of the loss-bump fit
+in :mod:`induction_lens.analysis.phases`), its ends snapped to the nearest checkpoints; a step
+sharper than the checkpoint spacing gets the interval holding its midpoint. Nearest, not
+outward: the fitted edges are uncertain by a fraction of an interval either way, and snapping
+outward would widen every window by up to one more. Accepted candidates whose windows overlap
+keep only the steepest.
 
 **The pivot** (:func:`detect_pivot`). The paper: "the training trajectories pivot during
 exactly the same window where the other changes happen", in the plane of the first two
