@@ -83,13 +83,17 @@ from induction_lens.config import DataSpec
 from induction_lens.constants import CACHE_DIR
 from induction_lens.data import evaluator_token_pool
 from induction_lens.data.tasks import (
+    VARIANT_WORDS,
     copying_text,
+    fuzzy_passage,
     pattern_matching_documents,
     pattern_matching_task,
     repeated_passage,
     tokenize_task,
 )
+from induction_lens.io import atomic_write_bytes
 from induction_lens.measures.generality import (
+    fuzzy_copying,
     head_attribution,
     literal_copying,
     pattern_task_scores,
@@ -107,16 +111,21 @@ FULL_PRESETS = ("attn-only-2l", "attn-only-3l")
 DEFAULT_STEPS = 1500
 FULL_STEPS = 3000
 D_VOCAB = 1024
-MIX_DOCUMENTS = 10_000
-"""Documents of each kind in the training mixture (--tiny: 400)."""
+MIX_DOCUMENTS = 6000
+"""Documents of each of the three kinds in the training mixture (--tiny: 200)."""
 MIX_SEED = 0
 TASK_LINES = 20
 COPY_WORDS = 120
-COPY_PROB = 0.8
+COPY_PROB = 0.9
+COPY_SEGMENT = (6, 16)
+VARIANT_PROB = 0.5
+"""In the fuzzy copying documents, the chance that a word is written as its other spelling."""
 EVAL_SEED = 10_000
-"""Analysis texts use seeds from here on (the mixture uses 0 and 1 as the first seed part)."""
+"""Analysis texts use seeds from here on (the mixture uses 0-2 as the first seed part)."""
 N_PASSAGES = 8
 PASSAGE_WORDS = 40
+FUZZY_ATTENTION = 0.3
+"""Fuzzy claim: the same bar as literal copying's, fixed before measuring (ours)."""
 N_TASKS = 16
 TASK_ANALYSIS_LINES = 40
 INDUCTION_ATTENTION = 0.3
@@ -146,19 +155,35 @@ class Subject:
 # ---------------------------------------------------------------------------- the mixture
 def mixture_file(ex: C.Example) -> Path:
     """Write (once) the training mixture as JSON lines under the hub's data cache; its path."""
-    n = 400 if ex.tiny else MIX_DOCUMENTS
-    path = ex.hub.root / CACHE_DIR / "examples" / f"arg4-mixture-n{n}-seed{MIX_SEED}.jsonl"
+    n = 200 if ex.tiny else MIX_DOCUMENTS
+    path = ex.hub.root / CACHE_DIR / "examples" / f"arg4-mixture3-n{n}-seed{MIX_SEED}.jsonl"
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tasks = pattern_matching_documents(n, n_lines=TASK_LINES, seed=MIX_SEED, shuffle_labels=True)
-    copies = [copying_text(COPY_WORDS, seed=np.random.default_rng([MIX_SEED + 1, i]),
-                           copy_prob=COPY_PROB, max_segment=16) for i in range(n)]
-    docs = [d for pair in zip(tasks, copies, strict=True) for d in pair]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
-    tmp.replace(path)
+    docs = [d for triple in zip(*mixture_documents(n), strict=True) for d in triple]
+    atomic_write_bytes(path, "".join(json.dumps({"text": d}) + "\n" for d in docs).encode())
     return path
+
+
+def mixture_documents(n: int) -> tuple[list[str], list[str], list[str]]:
+    """The three kinds of training documents, ``n`` of each (a pure function of ``n``).
+
+    Pattern-matching texts (labels shuffled per text), literal copying texts (random words,
+    spans of earlier words repeated with probability 0.9, like the embedded synthetic corpus,
+    which forms induction heads fast) and fuzzy copying texts (the same over the words of
+    :data:`~induction_lens.data.tasks.VARIANT_WORDS`, each written as its other spelling with
+    probability 0.5, so that the two spellings of a word are used interchangeably).
+    """
+    lo, hi = COPY_SEGMENT
+    tasks = pattern_matching_documents(n, n_lines=TASK_LINES, seed=MIX_SEED, shuffle_labels=True)
+    literal = [copying_text(COPY_WORDS, seed=np.random.default_rng([MIX_SEED + 1, i]),
+                            copy_prob=COPY_PROB, min_segment=lo, max_segment=hi)
+               for i in range(n)]
+    fuzzy = [copying_text(COPY_WORDS, seed=np.random.default_rng([MIX_SEED + 2, i]),
+                          copy_prob=COPY_PROB, min_segment=lo, max_segment=hi,
+                          vocabulary=VARIANT_WORDS, variant_prob=VARIANT_PROB)
+             for i in range(n)]
+    return tasks, literal, fuzzy
 
 
 def trained_subject(ex: C.Example, preset: str) -> tuple[Subject, str]:
@@ -174,6 +199,22 @@ def trained_subject(ex: C.Example, preset: str) -> tuple[Subject, str]:
                    decode=lambda i: tok.decode([int(i)]), tokenizer=tok, bos=0,
                    token_pool=pool, source=f"trained here: run {run!r} ({preset}, d_vocab "
                    f"{D_VOCAB}) on the task mixture {data.files[0]}"), run
+
+
+def fixture_subject(device: str | None) -> Subject:
+    """The checkpoint shipped with the package (:mod:`induction_lens.fixtures`): this example's
+    default model, trained once and exported; analysed without training or network."""
+    from induction_lens.fixtures import FIXTURE_RUN, fixture_hub
+
+    hub = fixture_hub()
+    model = hub.load_model(FIXTURE_RUN, device=device)
+    tok = hub.tokenizer(FIXTURE_RUN)
+    pool = evaluator_token_pool(hub.token_frequencies(FIXTURE_RUN),
+                                hub.config(FIXTURE_RUN).model.d_vocab)
+    return Subject(key="fixture", model=model, encode=lambda text: tok.encode(text).ids,
+                   decode=lambda i: tok.decode([int(i)]), tokenizer=tok, bos=0,
+                   token_pool=pool, source=f"the shipped checkpoint induction_lens.fixtures "
+                   f"(run {FIXTURE_RUN!r}, step {hub.manifest(FIXTURE_RUN)[-1].step})")
 
 
 # ---------------------------------------------------------------------------- pretrained
@@ -310,6 +351,7 @@ def analyse(ex: C.Example, s: Subject, *, head_frame: pd.DataFrame | None = None
                        f"repeated tokens >= {INDUCTION_ATTENTION}; mean direct logit "
                        "attribution there > 0 and > on first occurrences; the model's loss "
                        "on repeated tokens < on first occurrences", paper=PAPER)
+    fuzzy_claim(ex, s, layer, head, is_induction)
     tokens, strings = first
     pattern, attribution, _ = head_attribution(model, tokens, layer=layer, head=head)
     ex.figure(f"copying_attention_{s.key}",
@@ -386,6 +428,53 @@ def analyse(ex: C.Example, s: Subject, *, head_frame: pd.DataFrame | None = None
                           "pattern-matching text")
 
 
+def fuzzy_claim(ex: C.Example, s: Subject, layer: int, head: int, is_induction: bool) -> None:
+    """The fuzzy claim: the same head copies across the two spellings of a word."""
+    frames = []
+    n_passages = 2 if ex.tiny else N_PASSAGES
+    first = None
+    for i in range(n_passages):
+        text = fuzzy_passage(PASSAGE_WORDS, seed=EVAL_SEED + 50 + i)
+        ids = (([s.bos] if s.bos is not None else []) + list(s.encode(text)))[:s.model.cfg.n_ctx]
+        tokens = torch.tensor(ids, dtype=torch.long)
+        strings = [s.decode(t) for t in ids]
+        frame = fuzzy_copying(s.model, tokens, layer=layer, head=head, token_strings=strings)
+        frame.insert(0, "passage", i)
+        frames.append(frame)
+        first = first or (tokens, strings)
+    rows = pd.concat(frames, ignore_index=True)
+    # Only the tokens whose (word, next word) repeats in other tokens: no literal match.
+    summary = copying_summary(rows[~rows["exact_repeated"]])
+    ex.claim(f"fuzzy_copying[{s.key}]",
+             "the strongest induction head also completes [A*] [B*] ... [A] -> [B] where A* is "
+             "another spelling of A: it attends to the token after the earlier spelling and "
+             "raises the next word",
+             is_induction and summary["induction_attention_repeated"] >= FUZZY_ATTENTION
+             and summary["logit_attribution_repeated"] > 0
+             and summary["logit_attribution_repeated"] > summary["logit_attribution_first"]
+             and summary["loss_repeated"] < summary["loss_first"],
+             {"head": [layer, head], "head_is_induction": bool(is_induction), **summary,
+              "n_repeated_tokens": int((rows["repeated"] & ~rows["exact_repeated"]).sum()),
+              "n_first_tokens": int((~rows["repeated"]).sum())},
+             criterion=f"the head is an induction head; on {n_passages} passages of "
+                       f"{PASSAGE_WORDS} words followed by the same words with every first "
+                       "letter's case flipped (no token repeats): mean attention, on repeated "
+                       "words, to the tokens after earlier spellings of the current word >= "
+                       f"{FUZZY_ATTENTION}; mean direct logit attribution to the next token "
+                       "there > 0 and > on first occurrences; the model's loss on repeated "
+                       "words < on first occurrences (thresholds ours, fixed before measuring)",
+             paper="Argument 4 and the introduction: the 'fuzzy' or 'nearest neighbor' "
+                   "completion [A*] [B*] ... [A] -> [B]")
+    tokens, strings = first
+    pattern, _, _ = head_attribution(s.model, tokens, layer=layer, head=head)
+    ex.figure(f"fuzzy_attention_{s.key}",
+              lambda: C.plot("attention_pattern", pattern, strings,
+                             title=f"{s.key}: head {layer}.{head} on a passage and its "
+                                   "case-flipped repeat"),
+              caption=f"{s.key}: attention of head {layer}.{head} on a passage and its repeat "
+                      "with every word's first letter in the other case (no token repeats)")
+
+
 def _attribution_figure(attribution: torch.Tensor, strings: list[str], title: str) -> go.Figure:
     z = attribution.numpy()
     bound = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 1.0
@@ -418,6 +507,12 @@ def body(ex: C.Example) -> None:
     pretrained = (load_pretrained(args.pretrained, args.weights, args.device)
                   if args.pretrained or args.weights else None)
     presets = FULL_PRESETS if ex.full else DEFAULT_PRESETS
+    if args.fixture:
+        presets = ()
+        subject = fixture_subject(args.device)
+        ex.say(f"[{ex.name}] analysing {subject.source}")
+        analyse(ex, subject)
+        models.append({"model": subject.key, "source": subject.source})
     for preset in presets:
         subject, run = trained_subject(ex, preset)
         # The mixture holds out fewer chunks than the default 512 evaluation examples.
@@ -451,6 +546,9 @@ def body(ex: C.Example) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fixture", action="store_true",
+                   help="analyse the checkpoint shipped with the package instead of training "
+                        "(seconds, offline; a positive control)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--pretrained", default=None, metavar="NAME",
                    help="also analyse a pretrained model HookedTransformer.from_pretrained "
