@@ -106,8 +106,8 @@ import _common as C
 NAME = "arg4_generality"
 TITLE = "Argument 4: induction heads copy literal text and match abstract patterns"
 PAPER = "Argument 4 (Behavior 1: literal sequence copying; Behavior 3: pattern matching)"
-DEFAULT_PRESETS = ("attn-only-2l",)
-FULL_PRESETS = ("attn-only-2l", "attn-only-3l")
+DEFAULT_PRESETS = ("smeared-2l",)
+FULL_PRESETS = ("smeared-2l", "attn-only-2l")
 DEFAULT_STEPS = 1500
 FULL_STEPS = 3000
 D_VOCAB = 1024
