@@ -10,6 +10,10 @@ repeated random tokens) and that also
   the direct path, raises the logit of the token that comes next ("Logit attr", footnote 21:
   "direct-path" logit attribution). :func:`head_attribution` computes both matrices for one
   head, :func:`literal_copying` the per-token view and :func:`copying_summary` its averages.
+* **Fuzzy copying**, the paper's ``[A*] [B*] ... [A] -> [B]`` with ``A* ≈ A``, at a scale a
+  small model can show: :func:`fuzzy_copying` is :func:`literal_copying` with the tokens
+  grouped by word (the two spellings of a word count as the same), on texts that repeat their
+  words in the other spelling (:func:`~induction_lens.data.tasks.fuzzy_passage`).
 * **Behavior 3, pattern matching**: on lines of four templates with their labels
   (:mod:`induction_lens.data.tasks`), the head "allocates about 65% of its attention from the
   colons to the correct positions". :func:`pattern_attention_scores` is that metric on any
