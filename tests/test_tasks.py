@@ -178,7 +178,7 @@ def test_copying_text_and_repeated_passage():
 
 @pytest.mark.parametrize("kwargs", [{"n_words": 0}, {"min_segment": 5, "max_segment": 4},
                                     {"copy_prob": 1.5}, {"vocabulary": ["one"]},
-                                    {"variant_prob": -0.1}, {"variant_prob": 2}])
+                                    {"variant_prob": -0.1}, {"variant_prob": 1.5}])
 def test_copying_text_bad_arguments(kwargs):
     with pytest.raises(TaskError):
         copying_text(**{"n_words": 10, **kwargs})
