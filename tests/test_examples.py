@@ -30,8 +30,9 @@ EXPECTED = {
     "arg3_ablations": [f"{c}[tiny-attn-only-{n}l]" for n in (2, 3)
                        for c in ("induction_heads_carry_icl", "other_heads_carry_little",
                                  "induction_heads_rank_first", "phase_change_attribution")],
-    "arg4_generality": [f"{c}[tiny-attn-only-2l-taskmix]" for c in (
-        "literal_copying", "pattern_matching_attention", "pattern_task_in_context")],
+    "arg4_generality": [f"{c}[tiny-smeared-2l-taskmix]" for c in (
+        "literal_copying", "fuzzy_copying", "pattern_matching_attention",
+        "pattern_task_in_context")],
     "arg5_mechanism": ["qk_trace_tracks_prefix_matching", "ov_copying_tracks_copying"] + [
         f"{c}[tiny-attn-only-{n}l]" for n in (2, 3)
         for c in ("induction_heads_copy", "induction_heads_prefix_match_by_weights",
@@ -115,8 +116,8 @@ def test_arg4_analyses_a_local_pretrained_directory(hub, tmp_path):
                          str(weights))
     assert code == 0
     _check_summary(summary, EXPECTED["arg4_generality"] + [
-        f"{c}[tiny-gpt2]" for c in ("literal_copying", "pattern_matching_attention",
-                                    "pattern_task_in_context")])
+        f"{c}[tiny-gpt2]" for c in ("literal_copying", "fuzzy_copying",
+                                    "pattern_matching_attention", "pattern_task_in_context")])
     assert "local weights" in summary["facts"]["pretrained"]
 
 

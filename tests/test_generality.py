@@ -13,6 +13,7 @@ from induction_lens.measures._checks import EvalError
 from induction_lens.measures.generality import (
     COPYING_METRICS,
     TASK_METRICS,
+    fuzzy_copying,
     head_attribution,
     induction_mask,
     literal_copying,
@@ -224,6 +225,42 @@ def test_copying_summary_needs_the_frame():
         copying_summary(pd.DataFrame({"x": [1]}))
 
 
+# --------------------------------------------------------------------------- fuzzy copying
+def test_fuzzy_copying_matches_spellings_not_tokens(model):
+    # 5/15, 6/16 and 7/17 are two spellings of the same three words; the repeat uses the
+    # other spelling of every word, so no token pair repeats.
+    tokens = torch.tensor([0, 5, 6, 7, 15, 16, 17, 8])
+    strings = ["<|bos|>", " ab", " cd", " ef", " Ab", " Cd", " Ef", " gh"]
+    frame = fuzzy_copying(model, tokens, layer=1, head=2, token_strings=strings)
+    pattern, attribution, loss = head_attribution(model, tokens, layer=1, head=2)
+    assert frame["repeated"].tolist() == [False, False, False, False, True, True, False]
+    assert not frame["exact_repeated"].any()
+    assert frame["seen"].tolist() == [False] * 4 + [True] * 3
+    # By hand: " Ab" (4) should look at " cd" (2), the token after the earlier " ab";
+    # " Cd" (5) at " ef" (3); " Ef" (6) at " Ab" (4).
+    expected = {4: 2, 5: 3, 6: 4}
+    for i in range(7):
+        want = float(pattern[i, expected[i]]) if i in expected else 0.0
+        assert frame.loc[i, "induction_attention"] == pytest.approx(want, abs=1e-9)
+        assert frame.loc[i, "logit_attribution"] == pytest.approx(
+            float(attribution[i].nansum()), abs=1e-9)
+        assert frame.loc[i, "loss"] == pytest.approx(float(loss[i]), abs=1e-9)
+    # The literal view of the same text sees no repeat at all.
+    literal = literal_copying(model, tokens, layer=1, head=2)
+    assert not literal["repeated"].any() and (literal["induction_attention"] == 0).all()
+
+
+def test_literal_copying_with_classes_and_exact_repeats(model):
+    tokens = torch.tensor([0, 5, 6, 5, 6, 9])
+    frame = literal_copying(model, tokens, layer=0, head=0,
+                            classes=torch.tensor([0, 1, 2, 1, 2, 2]))
+    assert frame["repeated"].tolist() == [False, False, False, True, False]
+    assert frame["exact_repeated"].tolist() == [False, False, False, True, False]
+    # Position 4: (class 2, class 2) never occurred before (9 is of class 2, like 6).
+    with pytest.raises(EvalError, match="classes"):
+        literal_copying(model, tokens, layer=0, head=0, classes=torch.tensor([0, 1]))
+
+
 def test_pattern_task_scores_on_a_model(model):
     tasks = []
     for seed in range(3):
@@ -273,3 +310,74 @@ def test_strongest_induction_head_prefers_copying_prefix_matchers():
     several = pd.concat([several, several.assign(step=[2])])
     with pytest.raises(EvalError, match="several"):
         strongest_induction_head(several)
+
+
+# --------------------------------------------------------------------------- shipped checkpoint
+@pytest.fixture(scope="module")
+def shipped():
+    from induction_lens.fixtures import FIXTURE_RUN, fixture_hub
+
+    hub = fixture_hub()
+    return hub, FIXTURE_RUN, hub.load_model(FIXTURE_RUN, device="cpu")
+
+
+def test_shipped_checkpoint_loads_offline_and_is_verified(shipped, monkeypatch):
+    import socket
+
+    from induction_lens.fixtures import FIXTURE_RUN, load_fixture
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub, run, _ = shipped
+    model = load_fixture()
+    checked = hub.verify(run)  # raises unless every file matches its recorded sha256
+    assert {"run.json", "tokenizer.json", hub.manifest(run)[-1].weights} <= set(checked)
+    assert model.tokenizer is not None and model.cfg.d_vocab == hub.config(run).model.d_vocab
+    assert run == FIXTURE_RUN
+    files = [p for p in hub.run_dir(run).rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 1_100_000  # a small fixture
+
+
+def test_shipped_checkpoint_is_an_induction_model(shipped):
+    from induction_lens.analysis.heads import classify_heads
+    from induction_lens.data import evaluator_token_pool
+    from induction_lens.measures.heads import head_scores
+
+    hub, run, model = shipped
+    torch.manual_seed(0)
+    pool = evaluator_token_pool(hub.token_frequencies(run), model.cfg.d_vocab)
+    scores = head_scores(model, metrics=("prefix_matching", "copying"), token_pool=pool,
+                         n_examples=4)
+    types = classify_heads(scores)
+    assert (types["head_type"] == "induction").sum() >= 1
+    layer, head = strongest_induction_head(scores)
+    best = types[(types["layer"] == layer) & (types["head"] == head)].iloc[0]
+    assert best["head_type"] == "induction" and best["prefix_matching"] >= 0.5
+
+
+def test_shipped_checkpoint_copies_literally_and_fuzzily(shipped):
+    from induction_lens.data import evaluator_token_pool
+    from induction_lens.data.tasks import fuzzy_passage, repeated_passage
+    from induction_lens.measures.heads import head_scores
+
+    hub, run, model = shipped
+    tok = hub.tokenizer(run)
+
+    pool = evaluator_token_pool(hub.token_frequencies(run), model.cfg.d_vocab)
+    layer, head = strongest_induction_head(head_scores(
+        model, metrics=("prefix_matching", "copying"), token_pool=pool, n_examples=4))
+    for text, measure in ((repeated_passage(40, seed=123), literal_copying),
+                          (fuzzy_passage(40, seed=123), fuzzy_copying)):
+        ids = [0] + tok.encode(text).ids
+        strings = [tok.decode([i]) for i in ids]
+        frame = measure(model, torch.tensor(ids), layer=layer, head=head, token_strings=strings)
+        summary = copying_summary(frame[~frame["exact_repeated"]] if measure is fuzzy_copying
+                                  else frame)
+        assert summary["induction_attention_repeated"] >= 0.3
+        assert summary["loss_repeated"] < summary["loss_first"]
+        assert summary["logit_attribution_repeated"] > max(0.0,
+                                                           summary["logit_attribution_first"])

@@ -16,7 +16,7 @@ LEVEL = {
     "frame": 1, "config": 1,
     "presets": 2, "models": 2, "data": 2,
     "hub": 3,
-    "train": 4, "train_reddy": 4, "pretrained": 4, "measures": 4, "analysis": 4,
+    "train": 4, "train_reddy": 4, "pretrained": 4, "measures": 4, "analysis": 4, "fixtures": 4,
     "runs": 5,
     "viz": 6,
     "cli": 7,

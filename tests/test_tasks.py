@@ -1,6 +1,7 @@
 """The pattern-matching task generator and its token-level metadata (Argument 4)."""
 
 import re
+from collections import Counter
 
 import pytest
 import torch
@@ -13,12 +14,16 @@ from induction_lens.data.tasks import (
     FRUITS,
     MONTHS,
     PAPER_LABELS,
+    VARIANT_WORDS,
     TaskError,
     copying_text,
+    fuzzy_passage,
     pattern_matching_documents,
     pattern_matching_task,
     repeated_passage,
     tokenize_task,
+    variant,
+    word_classes,
 )
 
 LINE = re.compile(r"^(\S+) (\S+): (\S+)$")
@@ -172,7 +177,8 @@ def test_copying_text_and_repeated_passage():
 
 
 @pytest.mark.parametrize("kwargs", [{"n_words": 0}, {"min_segment": 5, "max_segment": 4},
-                                    {"copy_prob": 1.5}, {"vocabulary": ["one"]}])
+                                    {"copy_prob": 1.5}, {"vocabulary": ["one"]},
+                                    {"variant_prob": -0.1}, {"variant_prob": 1.5}])
 def test_copying_text_bad_arguments(kwargs):
     with pytest.raises(TaskError):
         copying_text(**{"n_words": 10, **kwargs})
@@ -181,3 +187,63 @@ def test_copying_text_bad_arguments(kwargs):
 def test_repeated_passage_needs_a_repeat():
     with pytest.raises(TaskError):
         repeated_passage(10, repeats=1)
+
+
+# --------------------------------------------------------------------------- fuzzy copying
+def test_variant_flips_the_first_letter_and_is_its_own_inverse():
+    assert variant("ab") == "Ab" and variant("Ab") == "ab" and variant("may") == "May"
+    assert all(variant(variant(w)) == w and variant(w) != w for w in VARIANT_WORDS)
+    with pytest.raises(TaskError, match="letter"):
+        variant("3x")
+    with pytest.raises(TaskError, match="letter"):
+        variant("")
+
+
+def test_variant_words_are_distinct_two_letter_lowercase_words():
+    assert len(VARIANT_WORDS) == len(set(VARIANT_WORDS)) == 128
+    assert all(len(w) == 2 and w.islower() for w in VARIANT_WORDS)
+
+
+def test_copying_text_variants_change_case_only_and_half_the_time():
+    # The case flips are drawn after the words: lowercasing the first letters gives back the
+    # text written without variants, whatever the flips.
+    plain = copying_text(4000, seed=5, vocabulary=VARIANT_WORDS, copy_prob=0.9)
+    mixed = copying_text(4000, seed=5, vocabulary=VARIANT_WORDS, copy_prob=0.9,
+                         variant_prob=0.5)
+    words = mixed.split(" ")
+    assert [w[0].lower() + w[1:] for w in words] == plain.split(" ")
+    flipped = sum(w[0].isupper() for w in words)
+    # Binomial(4000, 0.5): sd ~32; 5 sd either side.
+    assert abs(flipped - 2000) < 160
+    # Both spellings of every frequent word occur: the two forms are used interchangeably.
+    counts = Counter(plain.split(" "))
+    frequent = {w for w, n in counts.items() if n >= 20}  # P(never flipped) <= 2^-20 each
+    assert len(frequent) > 30
+    assert frequent <= {variant(w) for w in words if w[0].isupper()}
+    assert copying_text(50, seed=5, vocabulary=VARIANT_WORDS, variant_prob=0.0) == \
+        copying_text(50, seed=5, vocabulary=VARIANT_WORDS)
+
+
+def test_words_without_a_variant_never_change():
+    text = copying_text(500, seed=2, variant_prob=1.0)  # the default vocabulary
+    variants = set(VARIANT_WORDS)
+    for w in text.split(" "):
+        base = w[0].lower() + w[1:]
+        assert (w != base) == (base in variants), w
+
+
+def test_fuzzy_passage_repeats_every_word_in_its_other_spelling():
+    text = fuzzy_passage(30, seed=3)
+    first, second = text.rstrip("\n").split("\n")
+    a, b = first.split(" "), second.split(" ")
+    assert len(a) == len(b) == 30
+    assert b == [variant(w) for w in a]
+    assert not set(a) & set(b)  # no token of the repeat occurred before
+    assert fuzzy_passage(30, seed=3) == text != fuzzy_passage(30, seed=4)
+    with pytest.raises(TaskError):
+        fuzzy_passage(1)
+
+
+def test_word_classes_groups_spellings_and_ignores_spaces():
+    classes = word_classes(["<|bos|>", "ab", " cd", " Ab", " CD", "Cd", " ab", "\n"])
+    assert classes.tolist() == [0, 1, 2, 1, 3, 2, 1, 4]

@@ -50,11 +50,15 @@ __all__ = [
     "PatternTask",
     "TaskError",
     "TaskTokens",
+    "VARIANT_WORDS",
     "copying_text",
+    "fuzzy_passage",
     "pattern_matching_documents",
     "pattern_matching_task",
     "repeated_passage",
     "tokenize_task",
+    "variant",
+    "word_classes",
 ]
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
@@ -186,13 +190,21 @@ def pattern_matching_documents(n_documents: int, *, n_lines: int = 20, seed: int
 
 def copying_text(n_words: int = 200, *, seed: int | np.random.Generator = 0,
                  vocabulary: Sequence[str] | None = None, min_segment: int = 4,
-                 max_segment: int = 12, copy_prob: float = 0.5) -> str:
+                 max_segment: int = 12, copy_prob: float = 0.5,
+                 variant_prob: float = 0.0) -> str:
     """Random words in which spans of earlier words repeat: literal copying, as text.
 
     The text analogue of :class:`~induction_lens.data.SyntheticCorpus`: segments of
     ``min_segment``-``max_segment`` words, each a copy of an earlier span with probability
     ``copy_prob``, else fresh words drawn uniformly from ``vocabulary`` (default: the words of
     the pattern-matching task plus a few hundred made-up ones, see :func:`_default_words`).
+
+    With ``variant_prob > 0`` every written word that has a spelling variant (one of
+    :data:`VARIANT_WORDS`, see :func:`variant`) is written, independently of its earlier
+    occurrences, as that variant with probability ``variant_prob``: a copied span then repeats
+    the *words* of the earlier span but not always the same *tokens*. With 0.5 the two forms of
+    a word are used interchangeably, which is what gives a model a reason to treat them alike
+    (the "fuzzy" copying of Argument 4, ``[A*] [B*] ... [A] -> [B]``).
     """
     if not isinstance(n_words, int) or n_words < 1:
         raise TaskError(f"n_words={n_words!r} must be a positive integer")
@@ -201,6 +213,8 @@ def copying_text(n_words: int = 200, *, seed: int | np.random.Generator = 0,
                         "1 <= min_segment <= max_segment")
     if not 0 <= copy_prob <= 1:
         raise TaskError(f"copy_prob={copy_prob} must be in [0, 1]")
+    if not 0 <= variant_prob <= 1:
+        raise TaskError(f"variant_prob={variant_prob} must be in [0, 1]")
     words = tuple(vocabulary) if vocabulary is not None else _default_words()
     if len(words) < 2:
         raise TaskError("vocabulary needs at least two words")
@@ -213,6 +227,11 @@ def copying_text(n_words: int = 200, *, seed: int | np.random.Generator = 0,
             out.extend(out[start:start + length])
         else:
             out.extend(words[int(i)] for i in rng.integers(len(words), size=length))
+    if variant_prob > 0:
+        flips = rng.random(len(out)) < variant_prob
+        variants = set(VARIANT_WORDS)
+        out = [variant(w) if flip and w in variants else w
+               for w, flip in zip(out, flips, strict=True)]
     return " ".join(out)
 
 
@@ -227,6 +246,42 @@ def repeated_passage(n_words: int = 40, *, repeats: int = 2, seed: int | np.rand
         raise TaskError(f"repeats={repeats!r} must be at least 2 (the passage and a repeat)")
     passage = copying_text(n_words, seed=seed, vocabulary=vocabulary, copy_prob=0.0)
     return "\n".join([passage] * repeats) + "\n"
+
+
+def variant(word: str) -> str:
+    """The spelling variant of a word: its first letter in the other case (``"ab"`` <->
+    ``"Ab"``); a byte-level BPE trained on text using both learns them as separate tokens."""
+    if not word or not word[0].isalpha():
+        raise TaskError(f"variant({word!r}): the word must start with a letter")
+    first = word[0].upper() if word[0].islower() else word[0].lower()
+    return first + word[1:]
+
+
+def fuzzy_passage(n_words: int = 40, *, seed: int | np.random.Generator = 0) -> str:
+    """A passage of ``n_words`` random words of :data:`VARIANT_WORDS`, then the same words with
+    every one written as its :func:`variant`: the fuzzy probe ``[A*] [B*] ... [A] -> [B]``.
+
+    No token of the repeat occurred in the passage (every word changed case), so a head that
+    only matches identical tokens finds nothing to copy; a head that treats a word's two
+    spellings alike attends from ``A`` to the token after ``A*`` and raises ``B`` there.
+    """
+    if not isinstance(n_words, int) or n_words < 2:
+        raise TaskError(f"n_words={n_words!r} must be an integer >= 2")
+    passage = copying_text(n_words, seed=seed, vocabulary=VARIANT_WORDS, copy_prob=0.0)
+    return passage + "\n" + " ".join(variant(w) for w in passage.split(" ")) + "\n"
+
+
+def word_classes(token_strings: Sequence[str]) -> Int[Tensor, " pos"]:
+    """One id per token for the word it spells, case of the first letter ignored (``" Ab"``
+    and ``" ab"`` share an id; whitespace around a token is ignored); ids count from 0 in
+    order of first appearance. The equivalence :func:`fuzzy_passage` is scored under."""
+    ids: dict[str, int] = {}
+    out = []
+    for s in token_strings:
+        key = s.strip()
+        key = key[:1].lower() + key[1:]
+        out.append(ids.setdefault(key, len(ids)))
+    return torch.tensor(out, dtype=torch.long)
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -246,6 +301,14 @@ def _default_words() -> tuple[str, ...]:
     order = np.random.default_rng(0).permutation(len(pairs))[:N_MADE_UP_WORDS]
     made_up = tuple(pairs[int(i)] for i in sorted(order))
     return tuple(w.lower() for w in MONTHS) + ANIMALS + COLOURS + FRUITS + made_up
+
+
+N_VARIANT_WORDS = 128
+"""How many of the made-up words have a spelling variant (:data:`VARIANT_WORDS`)."""
+VARIANT_WORDS: tuple[str, ...] = _default_words()[-N_MADE_UP_WORDS:][:N_VARIANT_WORDS]
+"""The made-up words whose capitalised :func:`variant` the fuzzy texts use: the first
+:data:`N_VARIANT_WORDS` of them, few enough that both spellings of each fit, as one token each,
+in a 1024-token BPE next to the other words (our choice)."""
 
 
 # --------------------------------------------------------------------------- tokens

@@ -10,6 +10,10 @@ repeated random tokens) and that also
   the direct path, raises the logit of the token that comes next ("Logit attr", footnote 21:
   "direct-path" logit attribution). :func:`head_attribution` computes both matrices for one
   head, :func:`literal_copying` the per-token view and :func:`copying_summary` its averages.
+* **Fuzzy copying**, the paper's ``[A*] [B*] ... [A] -> [B]`` with ``A* ≈ A``, at a scale a
+  small model can show: :func:`fuzzy_copying` is :func:`literal_copying` with the tokens
+  grouped by word (the two spellings of a word count as the same), on texts that repeat their
+  words in the other spelling (:func:`~induction_lens.data.tasks.fuzzy_passage`).
 * **Behavior 3, pattern matching**: on lines of four templates with their labels
   (:mod:`induction_lens.data.tasks`), the head "allocates about 65% of its attention from the
   colons to the correct positions". :func:`pattern_attention_scores` is that metric on any
@@ -41,6 +45,7 @@ from induction_lens.measures.heads import induction_targets
 __all__ = [
     "COPYING_METRICS",
     "TASK_METRICS",
+    "fuzzy_copying",
     "head_attribution",
     "induction_mask",
     "literal_copying",
@@ -314,40 +319,82 @@ def head_attribution(model: HookedTransformer, tokens: Int[Tensor, " pos"], *, l
 
 
 def literal_copying(model: HookedTransformer, tokens: Int[Tensor, " pos"], *, layer: int,
-                    head: int, token_strings: Sequence[str] | None = None) -> pd.DataFrame:
+                    head: int, token_strings: Sequence[str] | None = None,
+                    classes: Int[Tensor, " pos"] | None = None) -> pd.DataFrame:
     """Per position: what one head does on a (partly) repeated text (Argument 4, Behavior 1).
 
     Columns: ``position``, ``token_id``, ``target_id`` (the next token), ``token`` (its text
     when ``token_strings`` is given), ``repeated`` (the pair (current token, next token)
-    occurred earlier, so an induction head can predict the next token), ``seen`` (the current
-    token occurred earlier), ``induction_attention`` (attention on the positions that followed
+    occurred earlier, so an induction head can predict the next token), ``exact_repeated``
+    (the same, on token ids even when ``classes`` is given), ``seen`` (the current token
+    occurred earlier), ``induction_attention`` (attention on the positions that followed
     earlier copies of the current token, :func:`induction_mask`), ``logit_attribution`` (the
     row sum of :func:`head_attribution`: the head's direct push on the correct next token,
     in logits), ``top_source`` (the position the head attends to most) and ``loss`` (the whole
     model's loss on the next token, nats). The last position has no target and is left out.
+
+    Args:
+        classes: optional, one id per token saying which tokens count as "the same" (e.g.
+            :func:`~induction_lens.data.tasks.word_classes`: the two spellings of a word).
+            ``repeated``, ``seen`` and the induction mask then compare classes instead of token
+            ids: the fuzzy ``[A*] [B*] ... [A] -> [B]`` of :func:`fuzzy_copying`.
     """
     tokens = _as_sequence(model, tokens)[0].cpu()
     pattern, attribution, loss = head_attribution(model, tokens, layer=layer, head=head)
     pos = len(tokens)
     if token_strings is not None and len(token_strings) != pos:
         raise EvalError(f"token_strings has {len(token_strings)} entries for {pos} tokens")
-    mask = induction_mask(tokens)
+    if classes is None:
+        keys = tokens
+    else:
+        keys = torch.as_tensor(classes).reshape(-1).cpu()
+        if len(keys) != pos:
+            raise EvalError(f"classes has {len(keys)} entries for {pos} tokens; pass one class "
+                            "id per token (e.g. word_classes of the token strings)")
+    mask = induction_mask(keys)
     pairs: set[tuple[int, int]] = set()
-    seen_tokens: set[int] = set()
+    exact_pairs: set[tuple[int, int]] = set()
+    seen_keys: set[int] = set()
     rows = []
-    ids = tokens.tolist()
+    ids, kid = tokens.tolist(), keys.tolist()
     for i in range(pos - 1):
-        pair = (ids[i], ids[i + 1])
+        pair, exact = (kid[i], kid[i + 1]), (ids[i], ids[i + 1])
         rows.append({"position": i, "token_id": ids[i], "target_id": ids[i + 1],
-                     "repeated": pair in pairs, "seen": ids[i] in seen_tokens,
+                     "repeated": pair in pairs, "exact_repeated": exact in exact_pairs,
+                     "seen": kid[i] in seen_keys,
                      "induction_attention": float((pattern[i] * mask[i]).sum()),
                      "logit_attribution": float(attribution[i].nansum()),
                      "top_source": int(pattern[i].argmax()), "loss": float(loss[i])})
         pairs.add(pair)
-        seen_tokens.add(ids[i])
+        exact_pairs.add(exact)
+        seen_keys.add(kid[i])
     frame = pd.DataFrame(rows)
     if token_strings is not None:
         frame.insert(3, "token", list(token_strings[:-1]))
     return frame
+
+
+def fuzzy_copying(model: HookedTransformer, tokens: Int[Tensor, " pos"], *, layer: int,
+                  head: int, token_strings: Sequence[str]) -> pd.DataFrame:
+    """Per position: what one head does where a text repeats its *words* in other *tokens*.
+
+    The paper's thesis (Argument 4 and the introduction) is that induction heads "perform a
+    'fuzzy' or 'nearest neighbor' version of pattern completion, completing [A*] [B*] ... [A]
+    -> [B], where A* ≈ A and B* ≈ B are similar in some space". At a scale a small model can
+    show, ``A*`` and ``A`` are the two spellings of one word (:func:`~induction_lens.data.
+    tasks.variant`: first letter in either case), separate tokens that a corpus using them
+    interchangeably teaches the model to treat alike. This is :func:`literal_copying` with
+    the tokens grouped by :func:`~induction_lens.data.tasks.word_classes` of ``token_strings``:
+    ``repeated`` means the *words* (current, next) occurred earlier, ``induction_attention``
+    is the attention on the tokens after earlier spellings of the current word, and
+    ``exact_repeated`` still says whether the *tokens* repeat (on
+    :func:`~induction_lens.data.tasks.fuzzy_passage` they never do in the repeat, so no
+    literal match can explain what the head does there). ``logit_attribution`` and ``loss``
+    are for the token that actually comes next.
+    """
+    from induction_lens.data.tasks import word_classes
+
+    return literal_copying(model, tokens, layer=layer, head=head, token_strings=token_strings,
+                           classes=word_classes(token_strings))
 
 
