@@ -7,8 +7,8 @@ and ``cli``. It may import ``config``, ``constants``, ``data``, ``errors``, ``fr
 Naming rule: ``*_scores(model, tokens)`` returns a ``[n_layers, n_heads]`` tensor (one score
 per head); per-token measures return tensors; the few one-model conveniences that return a
 DataFrame (``head_scores``, ``circuit_scores``, ``ablation_metrics``, ``pattern_task_scores``,
-``literal_copying``, ``token_loss_diff``) say so in their docstrings and build it through
-:mod:`induction_lens.frame`, the one schema.
+``literal_copying``, ``fuzzy_copying``, ``token_loss_diff``) say so in their docstrings and
+build it through :mod:`induction_lens.frame`, the one schema.
 
 * :mod:`~induction_lens.measures.losses`: per-token losses and the ICL score (appendix "(1)").
 * :mod:`~induction_lens.measures.heads`: prefix matching, copying, previous-token attention
@@ -40,6 +40,7 @@ from induction_lens.measures.circuits import (
     qk_trace,
 )
 from induction_lens.measures.generality import (
+    fuzzy_copying,
     head_attribution,
     literal_copying,
     pattern_attention_scores,
@@ -79,6 +80,7 @@ __all__ = [
     "head_scores",
     "icl_indices",
     "icl_score",
+    "fuzzy_copying",
     "literal_copying",
     "losses_at",
     "ov_copying",
