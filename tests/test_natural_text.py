@@ -6,6 +6,7 @@ import math
 import sys
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -89,6 +90,19 @@ def test_round_figure_keeps_four_significant_digits():
     assert list(fig.data[0].y) == [1.235, -0.0001235, 0.0]
     z = fig.data[1].z[0]
     assert z[0] == 98770.0 and math.isnan(z[1])
+
+
+def test_band_icl_score_and_standard_error_by_hand():
+    ex = _example()
+    positions = list(range(1, 256))
+    frame = pd.DataFrame({"metric": ["loss_by_position"] * 255 + ["loss_per_example"] * 4,
+                          "step": 7, "position": positions + [3, 9, 27, 81],
+                          "value": [float(p) for p in positions] + [1.0, 2.0, 3.0, 4.0]})
+    # mean(245..255) - mean(20..30) = 250 - 25; at index 3 the band is clipped to 1..8.
+    assert ex.band_icl_score(frame, 7, 25, 250) == pytest.approx(225.0)
+    assert ex.band_icl_score(frame, 7, 3, 250) == pytest.approx(250 - 4.5)
+    # sample std of 1..4 is sqrt(5/3); times sqrt(2/4)
+    assert ex.icl_standard_error(frame, 7) == pytest.approx(math.sqrt(5 / 3) * math.sqrt(0.5))
 
 
 @pytest.mark.slow
