@@ -12,7 +12,8 @@ with pip into the hub's cache), evaluates every checkpoint on the held-out chunk
 * ``loss``: the loss over training;
 * ``loss_by_context``: per-token loss against context index before and after the phase change
   (the window's first checkpoint when a window is detected, else the checkpoint before the
-  first induction head) and at the end of training;
+  first induction head, else the first checkpoint after initialisation) and at the window's end
+  and the end of training;
 * ``loss_heatmap``: the paper's "2D in-context learning plot".
 
 Each figure is written as HTML and as plotly JSON (``OUT/NAME.json``, values rounded to 4
