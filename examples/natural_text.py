@@ -32,7 +32,8 @@ Claims (induction threshold: the best head's prefix-matching score >= 0.3, the t
   (give or take two checkpoint intervals).
 
 Run: ``python examples/natural_text.py [--hub hub] [--out DIR] [--tiny]`` (the full run is
-2000 steps: about 35 minutes on one CPU core; ``--data files:PATH`` trains on other text).
+2000 steps: 44 minutes on one thread of a busy 2-core machine; ``--data files:PATH`` trains
+on other text).
 """
 
 import sys
