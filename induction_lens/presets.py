@@ -88,6 +88,31 @@ def _full(n_layers: int) -> Preset:
                   RunConfig(paper, _PAPER_FULL_TRAIN, DataSpec(), preset=name))
 
 
+def _natural_text() -> Preset:
+    """``attn-only-2l-text``: the 2-layer attention-only model on offline natural text.
+
+    Our choice, measured on one CPU core (docs/natural-text.md): the laptop ``attn-only-2l``
+    architecture (d_model 64, 4 heads of 16) with a byte-level BPE of 2048 tokens trained on
+    the Shakespeare corpus and a context of 256, so that the ICL score's scaled indices (25
+    and 250, see :func:`~induction_lens.measures.losses.icl_indices`) lie well inside the
+    context; 2000 steps of 32 x 256 tokens (16.4M tokens, about 9 epochs of the 1.8M training
+    tokens), so that the run fits in an hour on one busy core, and a checkpoint every 50
+    steps (2.5% of the run, enough points for the phase-change window). Pass ``--data
+    shakespeare`` on the command line: ``induction-lens train``'s ``--data`` replaces the
+    preset's data. The paper scale is ``attn-only-2l``'s paper-scale model on the same corpus
+    (its BPE then stops short of 2^16 tokens when the corpus runs out of pairs to merge).
+    """
+    name = "attn-only-2l-text"
+    data = DataSpec(source="shakespeare")
+    laptop = replace(_LAPTOP_SMALL, n_layers=2, n_ctx=256, d_vocab=2048)
+    train = replace(_LAPTOP_TRAIN, steps=2000, checkpoint_every=50)
+    paper = replace(_PAPER_SMALL, n_layers=2)
+    return Preset(name, "attn-only", "small attention-only model, 2 layers, on natural text "
+                  "(Shakespeare, byte-level BPE; offline)",
+                  RunConfig(laptop, train, data, preset=name),
+                  RunConfig(paper, _PAPER_SMALL_TRAIN, data, preset=name))
+
+
 _REDDY_PAPER_TRAIN = TrainConfig(steps=150_000, batch_size=128, lr=0.01, warmup_steps=0,
                                  weight_decay=1e-6, grad_clip=None, checkpoint_every=1000,
                                  optimizer="sgd")
@@ -136,6 +161,7 @@ def _registry() -> dict[str, Preset]:
         presets.append(_small(f"smeared-{n}l", "smeared", n, attn_only=True, smeared=True,
                               description=f"attention-only with smeared keys, {n} layer(s)"))
     presets.extend(_full(n) for n in FULL_LAYERS)
+    presets.append(_natural_text())
     presets.extend(_reddy_presets())
     return {p.name: p for p in presets}
 
