@@ -56,6 +56,29 @@ def test_errors_are_one_line_with_exit_status_2(tmp_path, capsys, argv, message)
     assert len(err.splitlines()) == 1 and err.startswith("induction-lens: error:")
 
 
+def test_train_without_data_uses_the_presets_own_data(monkeypatch, capsys):
+    """``--data`` left out keeps the preset's data (Shakespeare for ``attn-only-2l-text``);
+    given, it replaces it. ``train`` is stubbed: only what the CLI passes is checked."""
+    import induction_lens.cli.train as cli_train
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(cfg, **kwargs):
+        seen.append(kwargs["data"])
+        raise Stop
+
+    monkeypatch.setattr(cli_train, "train", fake_train)
+    for argv in (["--preset", "attn-only-2l-text"],
+                 ["--preset", "attn-only-2l-text", "--data", "synthetic", "--data-seed", "3"]):
+        with pytest.raises(Stop):
+            main(["train", *argv, "-q"])
+    assert seen[0].source == "shakespeare" and seen[0].seed == 0
+    assert seen[1].source == "synthetic" and seen[1].seed == 3
+
+
 def test_console_script_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "induction_lens.cli", "--version"],
                          capture_output=True, text=True, check=True)

@@ -13,8 +13,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a preset into the hub")
     p.add_argument("--preset", required=True, help="preset name (see `induction-lens presets`)")
     p.add_argument("--scale", choices=["laptop", "paper"], default="laptop")
-    p.add_argument("--data", default="synthetic",
-                   help="synthetic | synthetic:zipf | shakespeare | hf:NAME | files:PATH[,PATH]")
+    p.add_argument("--data", default=None,
+                   help="synthetic | synthetic:zipf | shakespeare | hf:NAME | files:PATH[,PATH] "
+                        "(default: the preset's own data, e.g. shakespeare for attn-only-2l-text)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the example stream")
     p.add_argument("--steps", type=int, help="override the preset's number of steps")
     p.add_argument("--hub", default="hub", help="hub directory (default ./hub)")
@@ -41,7 +42,8 @@ def _train_overrides(args: argparse.Namespace, cfg: RunConfig) -> TrainConfig | 
 def run(args: argparse.Namespace) -> int:
     """Train the preset into the hub and print where it went."""
     cfg = get_preset(args.preset, args.scale)
-    data = DataSpec.parse(args.data, seed=args.data_seed)
+    data = (DataSpec.parse(args.data, seed=args.data_seed) if args.data is not None
+            else replace(cfg.data, seed=args.data_seed))
     result = train(cfg, hub=args.hub, run=args.run or args.preset,
                    train=_train_overrides(args, cfg), data=data, steps=args.steps,
                    resume=args.resume, device=args.device, progress=not args.quiet)
