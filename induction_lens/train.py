@@ -10,10 +10,12 @@ function of the data seed and ``s``, so the same configs give the same run, and 
 from its last complete checkpoint (weights + optimizer state, both stored exactly) ends
 bit-identical on CPU to one that was never interrupted.
 
-Speed: the loss is ``F.cross_entropy`` on the logits (one fused kernel instead of
-TransformerLens's log-softmax + gather), and attention runs through the fused
-``scaled_dot_product_attention`` path of :class:`~induction_lens.models.LensAttention`
-(``TrainConfig.fused_attention``); ``benchmarks/bench_train.py`` compares the result with
+Speed: whenever nothing is hooked and the fused paths are on (``TrainConfig.fused_attention``),
+a step runs :func:`~induction_lens.models.fast.fast_lm_loss`, a plain-torch forward over the
+model's own parameters (one QKV matrix product, ``scaled_dot_product_attention``, one-kernel
+LayerNorm, one ``F.cross_entropy``); an intervention or any other hook sends the step through
+the ``HookedTransformer`` (its fused attention and LayerNorm where unhooked). The optimizer is
+torch's fused AdamW on CPU and CUDA. ``benchmarks/bench_train.py`` compares the result with
 ``transformer_lens.train.train`` on the same batches.
 """
 

@@ -126,7 +126,7 @@ def _attention(attn: LensAttention, x: Tensor, pos: Tensor | None) -> Tensor:
         k = einops.rearrange(
             smear_keys(einops.rearrange(k, "b h p d -> b p h d"), attn.smear_alpha),
             "b p h d -> b h p d")
-    z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / attn.attn_scale)
+    z = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0 / float(attn.attn_scale))
     w_o = einops.rearrange(attn.W_O, "h d m -> m (h d)")
     return F.linear(einops.rearrange(z, "b h p d -> b p (h d)"), w_o, attn.b_O)
 
