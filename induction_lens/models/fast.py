@@ -4,8 +4,8 @@ TransformerLens computes a forward pass in many small operations so that every i
 can be hooked: a ``HookPoint`` call per activation, separate query / key / value einsums, the
 LayerNorm applied once per attention input (three times per layer under shortformer
 positions), a five-step LayerNorm, and a log-softmax + gather loss. At the laptop scale of
-this package (``d_model`` 64, 2.4 GFLOP a step) those per-operation costs, not the arithmetic,
-set the training speed on a CPU.
+this package (``d_model`` 64, 2 to 4 GFLOP a training step) per-operation costs, not only the
+arithmetic, set the training speed on a CPU.
 
 :func:`fast_logits` and :func:`fast_lm_loss` compute the same function from the same
 ``nn.Parameter`` objects (no copies: the state dict, the checkpoints and the optimizer see
