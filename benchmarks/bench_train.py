@@ -2,13 +2,22 @@
 
 Both train the same architecture from the same initial weights on the same sequences (TL's
 DataLoader shuffles their order; the cost of a step does not depend on it), with AdamW, the
-same learning rate and gradient clipping. The runs are interleaved (ours, TL, ours, TL, ...)
-and the median of the repetitions is reported, so machine noise hits both sides alike.
+same learning rate and gradient clipping. The runs are interleaved (ours, TL, ours with the
+fast forward off, ours, TL, ...) and the median of the repetitions is reported, so machine
+noise hits all sides alike.
 
-    python benchmarks/bench_train.py [--preset attn-only-2l] [--steps 100] [--repeats 3]
+What is timed: for ours, the whole ``induction_lens.train`` call as a user makes it (building
+the model and the corpus, the run directory, every batch generated on the fly, and the
+preset's checkpoints, every 50 steps plus step 0, each with weights, optimizer state, log and
+sha256 sums); for TransformerLens, only its ``train`` call (the model is built and all batches
+are generated before the clock starts). The default 200 steps is a fifth of a laptop run.
 
-Prints tokens/s of both, their ratio, and the ratio with our fused paths (attention, LayerNorm)
-switched off (how much of the gain they bring).
+    python benchmarks/bench_train.py [--preset attn-only-2l,mlp-2l] [--steps 200] [--repeats 3]
+        [--threads N]
+
+Prints, per preset, the tokens/s of each side, then one line per preset with the ratio
+ours / TransformerLens and the ratio with our fast forward switched off
+(``TrainConfig.fused_attention=False``: TransformerLens's own forward through our trainer).
 """
 
 import argparse
@@ -31,8 +40,7 @@ from induction_lens.models import hooked_config, quiet_deprecation  # noqa: E402
 
 
 def time_ours(cfg, steps: int, fused: bool) -> float:
-    tcfg = replace(cfg.train, steps=steps, checkpoint_every=steps, fused_attention=fused,
-                   warmup_steps=0)
+    tcfg = replace(cfg.train, steps=steps, fused_attention=fused, warmup_steps=0)
     with tempfile.TemporaryDirectory() as hub:
         start = time.perf_counter()
         train(replace(cfg, train=tcfg), hub=hub, run="bench", progress=False, device="cpu")
@@ -55,29 +63,44 @@ def time_tl(cfg, steps: int) -> float:
     return time.perf_counter() - start
 
 
+def bench(preset: str, steps: int, repeats: int) -> dict[str, float]:
+    """Median seconds of each side for one preset (interleaved repeats)."""
+    cfg = get_preset(preset)
+    times: dict[str, list[float]] = {"ours": [], "tl": [], "ours_unfused": []}
+    for _ in range(repeats):
+        times["ours"].append(time_ours(cfg, steps, fused=True))
+        times["tl"].append(time_tl(cfg, steps))
+        times["ours_unfused"].append(time_ours(cfg, steps, fused=False))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    tokens = steps * cfg.train.batch_size * cfg.model.n_ctx
+    print(f"preset {preset} (laptop), {steps} steps x {cfg.train.batch_size} x "
+          f"{cfg.model.n_ctx} tokens, {torch.get_num_threads()} threads, median of "
+          f"{repeats} interleaved runs", flush=True)
+    for name, label in [("tl", "transformer_lens.train.train"),
+                        ("ours_unfused", "induction_lens.train (fast forward off)"),
+                        ("ours", "induction_lens.train")]:
+        print(f"  {label:45s} {tokens / med[name]:10.0f} tokens/s  ({med[name]:.2f} s)",
+              flush=True)
+    return med
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="attn-only-2l")
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--preset", default="attn-only-2l,mlp-2l",
+                        help="comma-separated preset names")
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads for both sides (default: torch's)")
     args = parser.parse_args()
-    cfg = get_preset(args.preset)
-    tokens = args.steps * cfg.train.batch_size * cfg.model.n_ctx
-    times = {"ours": [], "ours_unfused": [], "tl": []}
-    for _ in range(args.repeats):
-        times["ours"].append(time_ours(cfg, args.steps, fused=True))
-        times["tl"].append(time_tl(cfg, args.steps))
-        times["ours_unfused"].append(time_ours(cfg, args.steps, fused=False))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"preset {args.preset} (laptop), {args.steps} steps x {cfg.train.batch_size} x "
-          f"{cfg.model.n_ctx} tokens, {torch.get_num_threads()} threads, median of "
-          f"{args.repeats} interleaved runs")
-    for name, label in [("tl", "transformer_lens.train.train"),
-                        ("ours_unfused", "induction_lens.train (fused paths off)"),
-                        ("ours", "induction_lens.train")]:
-        print(f"  {label:45s} {tokens / med[name]:10.0f} tokens/s  ({med[name]:.2f} s)")
-    print(f"ratio induction_lens / transformer_lens: {med['tl'] / med['ours']:.2f}x "
-          f"(fused paths off: {med['tl'] / med['ours_unfused']:.2f}x)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    presets = [p.strip() for p in args.preset.split(",") if p.strip()]
+    results = {p: bench(p, args.steps, args.repeats) for p in presets}
+    for preset, med in results.items():
+        print(f"ratio induction_lens / transformer_lens, {preset}: "
+              f"{med['tl'] / med['ours']:.2f}x "
+              f"(fast forward off: {med['tl'] / med['ours_unfused']:.2f}x)")
 
 
 if __name__ == "__main__":

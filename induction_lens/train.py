@@ -10,10 +10,12 @@ function of the data seed and ``s``, so the same configs give the same run, and 
 from its last complete checkpoint (weights + optimizer state, both stored exactly) ends
 bit-identical on CPU to one that was never interrupted.
 
-Speed: the loss is ``F.cross_entropy`` on the logits (one fused kernel instead of
-TransformerLens's log-softmax + gather), and attention runs through the fused
-``scaled_dot_product_attention`` path of :class:`~induction_lens.models.LensAttention`
-(``TrainConfig.fused_attention``); ``benchmarks/bench_train.py`` compares the result with
+Speed: whenever nothing is hooked and the fused paths are on (``TrainConfig.fused_attention``),
+a step runs :func:`~induction_lens.models.fast.fast_lm_loss`, a plain-torch forward over the
+model's own parameters (one QKV matrix product, ``scaled_dot_product_attention``, one-kernel
+LayerNorm, one ``F.cross_entropy``); an intervention or any other hook sends the step through
+the ``HookedTransformer`` (its fused attention and LayerNorm where unhooked). The optimizer is
+torch's fused AdamW on CPU and CUDA. ``benchmarks/bench_train.py`` compares the result with
 ``transformer_lens.train.train`` on the same batches.
 """
 
@@ -37,6 +39,7 @@ from induction_lens.data import make_corpus
 from induction_lens.errors import HubError
 from induction_lens.hub import Hub, RunWriter, empty_log
 from induction_lens.models import build_model, fused_attention
+from induction_lens.models.fast import fast_forward_ok, fast_lm_loss
 from induction_lens.models.interventions import InterventionHooks, check_interventions
 from induction_lens.presets import Scale, get_preset
 
@@ -64,22 +67,34 @@ def lm_loss(logits: Float[Tensor, "batch pos d_vocab"],
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
 
 
+_FUSED_ADAMW = ("cpu", "cuda")
+"""Devices where :func:`make_optimizer` uses torch's fused (one kernel per step) AdamW."""
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices (``W_*``) only.
 
     Biases, LayerNorm gains and smeared-key alphas are not decayed (decaying alpha would pull
     every head towards an even key mix). Group 0 is decayed, group 1 is not. Frozen parameters
     (``requires_grad`` False, such as the key biases) are left out.
+
+    On CPU and CUDA the optimizer is torch's fused AdamW: the same update rule as the default
+    per-parameter loop, in one kernel per step instead of about ten small operations per
+    parameter tensor (the loop costs about as much as a whole forward pass at laptop scale
+    under CPU contention). Its rounding differs from the loop's in the last bits, so a run
+    stays bit-identical to itself and to its resumption, not to a run of an older version.
+    An old run resumed keeps the implementation stored in its optimizer state.
     """
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (decay if name.rsplit(".", 1)[-1].startswith("W_") else no_decay).append(param)
+    device = next(model.parameters()).device
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=cfg.betas)
+        lr=cfg.lr, betas=cfg.betas, fused=True if device.type in _FUSED_ADAMW else None)
 
 
 def _check_fits(cfg: RunConfig) -> None:
@@ -268,6 +283,8 @@ def train(model: ModelSpec | RunConfig | str, *, hub: Hub | str | Path, run: str
         def step_loss(step: int) -> tuple[Tensor, dict[str, float]]:
             tokens = corpus.batch(step, tcfg.batch_size).to(device)
             hooks.before_forward(step)
+            if fast_forward_ok(net):  # nothing hooked, fused paths on: plain-torch forward
+                return fast_lm_loss(net, tokens), {}
             return lm_loss(net(tokens), tokens), {}
 
         # Declared interventions (TrainConfig.interventions) hook in from their start step on;
