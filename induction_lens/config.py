@@ -326,9 +326,12 @@ class TrainConfig(_Serialisable):
     seed: int = 0
     """Seed of the weight initialisation."""
     fused_attention: bool = True
-    """Train with the fused paths: scaled-dot-product attention and one-kernel LayerNorm (the
-    same maths as TransformerLens's masked attention and step-by-step LayerNorm, checked equal
-    in the tests; see ``benchmarks/bench_train.py`` for the speed-up)."""
+    """Train with the fused paths: the plain-torch training forward
+    (:mod:`induction_lens.models.fast`: one QKV product, scaled-dot-product attention,
+    one-kernel LayerNorm, the loss on the positions it reads) when nothing is hooked, else the
+    ``HookedTransformer`` with its fused attention and LayerNorm. The same maths as
+    TransformerLens's own code, checked equal in the tests; ``benchmarks/bench_train.py``
+    measures the speed-up. False trains through TransformerLens's code (the reference)."""
     keep_optimizer_states: int = 1
     """How many of the newest checkpoints keep their optimizer state (resume needs one)."""
     optimizer: OptimizerKind = "adamw"
