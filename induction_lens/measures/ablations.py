@@ -51,6 +51,13 @@ within noise of one head per pass (0.92 s vs 1.00 s for 128 examples of the lapt
 ``attn-only-4l``), so the default is 1. On a GPU, where small products leave the device idle,
 stacking may pay; it has not been measured there (no GPU was available for this work).
 
+Other readouts. The engine ends in a *readout* of the final residual stream at the needed
+positions: for the language models the final LayerNorm, unembedding and next-token loss. A
+network that feeds continuous inputs into its first block and reads one position with its own
+head (Reddy 2023's classifier network, :mod:`induction_lens.measures.reddy`) uses the same clean
+pass, frozen patterns and single-position last layer through :func:`ablate_readout`, with its
+readout returning per-example statistics (loss and correctness) instead of a next-token loss.
+
 Outputs. :func:`ablate` returns an :class:`AblationResult` (tensors; ``to_frame()`` tidies
 small ones). :func:`ablation_metrics` streams an evaluation set and returns the per-head
 reports as a tidy frame (:mod:`induction_lens.frame`; the ablation kind in the ``kind``
