@@ -297,13 +297,14 @@ def _final_losses(model: HookedTransformer, resid: Float[Tensor, " batch *rest d
 Readout = Callable[[HookedTransformer, Tensor, Tensor], Tensor]
 """``readout(model, resid, targets) -> stats``: the readout of the final residual stream.
 
-``resid`` is ``[batch, n_index, *group, d_model]`` at the read positions (the ablations of one
-pass may ride along a ``group`` axis) and ``targets`` the matching ``[batch, n_index, *group]``
-targets; ``stats`` is ``[batch, n_index, *group, *stat]``: a loss per position (the language
-models' :func:`_final_losses`, the default) or, for another readout such as a classifier's,
-several numbers per position (e.g. loss and correctness). The engine subtracts clean from
-ablated statistics elementwise, so every statistic must be a per-example number whose change
-means something (a loss, a 0/1 correctness).
+``resid`` is ``[*lead, d_model]`` at the read positions and ``targets`` the matching
+``[*lead]`` integer targets, where ``lead`` is ``batch, n_index`` with the ablations of one
+pass along an extra axis (``batch, n_index, group`` for the pattern-preserving kind, ``(group
+batch), n_index`` for the full kind); ``stats`` is ``[*lead, *stat]``: a loss per position
+(the language models' :func:`_final_losses`, the default) or, for another readout such as a
+classifier's, several numbers per position (e.g. loss and correctness). The engine subtracts
+clean from ablated statistics elementwise, so every statistic must be a per-example number
+whose change means something (a loss, a 0/1 correctness).
 """
 
 
@@ -773,8 +774,8 @@ def ablate_readout(model: HookedTransformer, inputs: Float[Tensor, "batch pos d_
         model: a ``HookedTransformer`` as in :func:`ablate` (no hooks attached).
         inputs: the residual stream fed to block 0, ``[batch, pos, d_model]``.
         targets: one integer target per example, passed to ``readout``.
-        readout: ``readout(model, resid, targets) -> stats`` (see :data:`Readout`): here
-            ``resid`` is ``[batch, 1, *group, d_model]``, the final residual at ``position``.
+        readout: ``readout(model, resid, targets) -> stats`` (see :data:`Readout`), applied
+            to the final residual at ``position`` (``n_index`` = 1) with any leading axes.
         kind: "pattern" (pattern-preserving, Olsson et al.'s) or "full".
         heads: ``(layer, head)`` pairs; None: every head.
         position: the read position (default the last, -1).
