@@ -51,6 +51,13 @@ within noise of one head per pass (0.92 s vs 1.00 s for 128 examples of the lapt
 ``attn-only-4l``), so the default is 1. On a GPU, where small products leave the device idle,
 stacking may pay; it has not been measured there (no GPU was available for this work).
 
+Other readouts. The engine ends in a *readout* of the final residual stream at the needed
+positions: for the language models the final LayerNorm, unembedding and next-token loss. A
+network that feeds continuous inputs into its first block and reads one position with its own
+head (Reddy 2023's classifier network, :mod:`induction_lens.measures.reddy`) uses the same clean
+pass, frozen patterns and single-position last layer through :func:`ablate_readout`, with its
+readout returning per-example statistics (loss and correctness) instead of a next-token loss.
+
 Outputs. :func:`ablate` returns an :class:`AblationResult` (tensors; ``to_frame()`` tidies
 small ones). :func:`ablation_metrics` streams an evaluation set and returns the per-head
 reports as a tidy frame (:mod:`induction_lens.frame`; the ablation kind in the ``kind``
@@ -62,7 +69,7 @@ Level: ``measures`` (pure: a model and tokens in, tensors or a one-model frame o
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -89,8 +96,11 @@ __all__ = [
     "AblationError",
     "AblationKind",
     "AblationResult",
+    "Readout",
     "ABLATION_REPORTS",
+    "ReadoutAblation",
     "ablate",
+    "ablate_readout",
     "ablation_metrics",
     "before_after_vector",
     "check_kind",
@@ -263,8 +273,10 @@ class _CleanRun:
     rows: Int[Tensor, "batch n_index"] | None
     """Residual positions whose next-token loss is wanted (context index - 1); None: all."""
     targets: Int[Tensor, "batch n_index"]
-    losses: Float[Tensor, "batch n_index"]
-    """Clean losses at those positions."""
+    losses: Float[Tensor, "batch n_index *stat"]
+    """Clean losses at those positions (a readout may add trailing statistics)."""
+    readout: "Readout"
+    """What turns the final residual stream at ``rows`` into ``losses``."""
 
 
 def _gather_rows(x: Tensor, rows: Tensor) -> Tensor:
@@ -280,6 +292,20 @@ def _final_losses(model: HookedTransformer, resid: Float[Tensor, " batch *rest d
         resid = _norm(model.ln_final, resid)
     logits = einops.rearrange(model.unembed(resid), "batch ... d_vocab -> batch d_vocab ...")
     return F.cross_entropy(logits, targets, reduction="none")
+
+
+Readout = Callable[[HookedTransformer, Tensor, Tensor], Tensor]
+"""``readout(model, resid, targets) -> stats``: the readout of the final residual stream.
+
+``resid`` is ``[*lead, d_model]`` at the read positions and ``targets`` the matching
+``[*lead]`` integer targets, where ``lead`` is ``batch, n_index`` with the ablations of one
+pass along an extra axis (``batch, n_index, group`` for the pattern-preserving kind, ``(group
+batch), n_index`` for the full kind); ``stats`` is ``[*lead, *stat]``: a loss per position
+(the language models' :func:`_final_losses`, the default) or, for another readout such as a
+classifier's, several numbers per position (e.g. loss and correctness). The engine subtracts
+clean from ablated statistics elementwise, so every statistic must be a per-example number
+whose change means something (a loss, a 0/1 correctness).
+"""
 
 
 def _causal_pattern(q: Float[Tensor, "batch query_pos head_index d_head"],
@@ -353,13 +379,24 @@ def _mlp(block, resid: Tensor) -> Tensor:
     return resid + block.mlp(_norm(block.ln2, resid))
 
 
-def _clean_run(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], kind: AblationKind,
-               rows: Int[Tensor, "batch n_index"] | None) -> _CleanRun:
-    """The un-ablated forward pass, recording what every ablated pass restarts from."""
-    resid, _, pos_embed, mask = model.input_to_embed(tokens)
-    if mask is not None:
-        raise AblationError("ablations do not support padded inputs (an attention mask was "
-                            "built: left padding side); pass unpadded token tensors")
+def _clean_run(model: HookedTransformer, tokens: Int[Tensor, "batch pos"] | None,
+               kind: AblationKind, rows: Int[Tensor, "batch n_index"] | None, *,
+               resid: Float[Tensor, "batch pos d_model"] | None = None,
+               targets: Int[Tensor, "batch n_index"] | None = None,
+               readout: Readout = _final_losses) -> _CleanRun:
+    """The un-ablated forward pass, recording what every ablated pass restarts from.
+
+    Token ids go through the model's embedding; alternatively ``resid`` is the residual stream
+    fed straight into the first block (a network whose inputs are continuous vectors, like
+    ``forward(..., start_at_layer=0)``), and then ``rows`` and ``targets`` must be given.
+    """
+    if resid is None:
+        resid, _, pos_embed, mask = model.input_to_embed(tokens)
+        if mask is not None:
+            raise AblationError("ablations do not support padded inputs (an attention mask was "
+                                "built: left padding side); pass unpadded token tensors")
+    else:
+        pos_embed = None  # start_at_layer: no embedding (nor shortformer positions) is added
     resid_mid, zs, patterns = [], [], []
     last = model.cfg.n_layers - 1
     for layer, block in enumerate(model.blocks):
@@ -393,13 +430,16 @@ def _clean_run(model: HookedTransformer, tokens: Int[Tensor, "batch pos"], kind:
         resid_mid.append(resid)
         if not model.cfg.attn_only:
             resid = _mlp(block, resid)
-    if rows is None:
+    if targets is not None:
+        final = resid
+    elif rows is None:
         final, targets = resid[:, :-1], tokens[:, 1:]
     else:
         final, targets = resid, tokens.gather(1, rows + 1)
     return _CleanRun(tokens=tokens, resid_mid=resid_mid, z=zs,
                      patterns=patterns if kind == "pattern" else None, pos_embed=pos_embed,
-                     rows=rows, targets=targets, losses=_final_losses(model, final, targets))
+                     rows=rows, targets=targets, losses=readout(model, final, targets),
+                     readout=readout)
 
 
 Ablation = tuple[HeadIndex, ...]
@@ -476,8 +516,8 @@ def _pattern_preserving_losses(model: HookedTransformer, clean: _CleanRun,
     if rows is None:
         resid = resid[:, :-1]
     targets = einops.repeat(clean.targets, "batch n -> batch n group", group=G)
-    losses = _final_losses(model, resid, targets)
-    return einops.rearrange(losses, "batch n group -> group batch n")
+    losses = clean.readout(model, resid, targets)
+    return einops.rearrange(losses, "batch n group ... -> group batch n ...")
 
 
 def _full_losses(model: HookedTransformer, clean: _CleanRun, ablations: Sequence[Ablation]
@@ -535,8 +575,8 @@ def _full_losses(model: HookedTransformer, clean: _CleanRun, ablations: Sequence
     if rows is None:
         resid = resid[:, :-1]
     targets = einops.repeat(clean.targets, "batch n -> (group batch) n", group=G)
-    losses = _final_losses(model, resid, targets)
-    return einops.rearrange(losses, "(group batch) n -> group batch n", group=G)
+    losses = clean.readout(model, resid, targets)
+    return einops.rearrange(losses, "(group batch) n ... -> group batch n ...", group=G)
 
 
 def _passes(ablations: Sequence[Ablation], per_pass: int
@@ -556,11 +596,13 @@ def _model_device(model: HookedTransformer) -> torch.device:
     return next(model.parameters()).device
 
 
-def _ablate_batch(model: HookedTransformer, tokens: Tensor, kind: AblationKind,
-                  ablations: Sequence[Ablation], rows: Tensor | None, heads_per_pass: int
-                  ) -> tuple[Tensor, Tensor]:
-    """Clean losses ``[batch, n]`` and ablated-minus-clean ``[ablation, batch, n]``."""
-    clean = _clean_run(model, tokens, kind, rows)
+def _ablate_batch(model: HookedTransformer, tokens: Tensor | None, kind: AblationKind,
+                  ablations: Sequence[Ablation], rows: Tensor | None, heads_per_pass: int,
+                  **inputs: Any) -> tuple[Tensor, Tensor]:
+    """Clean losses ``[batch, n]`` and ablated-minus-clean ``[ablation, batch, n]`` (plus any
+    trailing statistics of the readout). ``inputs``: ``resid``, ``targets``, ``readout`` of
+    :func:`_clean_run`."""
+    clean = _clean_run(model, tokens, kind, rows, **inputs)
     delta = torch.empty((len(ablations), *clean.losses.shape), dtype=clean.losses.dtype,
                         device=clean.losses.device)
     for chunk, where in _passes(ablations, heads_per_pass):
@@ -691,6 +733,100 @@ def ablate(model: HookedTransformer, tokens: Int[Tensor, "batch pos"],
         idx = einops.repeat(torch.arange(1, n_pos), "n -> batch n", batch=n_examples)
     return AblationResult(kind=kind, heads=head_list, indices=idx, clean=clean, delta=delta,
                           jointly=jointly)
+
+
+@dataclass
+class ReadoutAblation:
+    """Per-example readout statistics under head ablations (see :func:`ablate_readout`)."""
+
+    kind: AblationKind
+    heads: list[HeadIndex]
+    """The ablated heads, in the order of ``delta``'s first axis (one row when ``jointly``)."""
+    clean: Float[Tensor, " batch *stat"]
+    """The readout's statistics (e.g. loss, correctness) of the un-ablated model."""
+    delta: Float[Tensor, " ablation batch *stat"]
+    """Ablated minus clean statistics."""
+    jointly: bool = False
+
+    @property
+    def ablated(self) -> Float[Tensor, " ablation batch *stat"]:
+        """The statistics under each ablation (``clean + delta``)."""
+        return self.clean[None] + self.delta
+
+
+@torch.inference_mode()
+def ablate_readout(model: HookedTransformer, inputs: Float[Tensor, "batch pos d_model"],
+                   targets: Int[Tensor, " batch"], readout: Readout,
+                   kind: AblationKind = "pattern", heads: Sequence[HeadIndex] | None = None, *,
+                   position: int = -1, jointly: bool = False, batch_size: int | None = None,
+                   heads_per_pass: int = 1, progress: bool = False) -> ReadoutAblation:
+    """Head ablations of a network that reads one position of its residual stream.
+
+    The same engine as :func:`ablate` (one shared clean pass, frozen patterns for
+    ``kind="pattern"``, only the read position in the last layer), for networks that take
+    continuous inputs as the residual stream of the first block (``start_at_layer=0``) and
+    read one position with their own head instead of the unembedding, e.g. Reddy 2023's
+    classifier (:func:`induction_lens.measures.reddy.head_ablation`). Equal, to float32
+    rounding, to one ``run_with_hooks`` per head that zeroes the head's ``hook_z`` (and, for
+    ``"pattern"``, forces every ``hook_pattern`` to its clean value).
+
+    Args:
+        model: a ``HookedTransformer`` as in :func:`ablate` (no hooks attached).
+        inputs: the residual stream fed to block 0, ``[batch, pos, d_model]``.
+        targets: one integer target per example, passed to ``readout``.
+        readout: ``readout(model, resid, targets) -> stats`` (see :data:`Readout`), applied
+            to the final residual at ``position`` (``n_index`` = 1) with any leading axes.
+        kind: "pattern" (pattern-preserving, Olsson et al.'s) or "full".
+        heads: ``(layer, head)`` pairs; None: every head.
+        position: the read position (default the last, -1).
+        jointly, batch_size, heads_per_pass, progress: see :func:`ablate`.
+
+    Returns:
+        A :class:`ReadoutAblation` with CPU float32 tensors (``clean`` ``[batch, *stat]``).
+    """
+    kind = check_kind(kind)
+    _check_model(model)
+    inputs = torch.as_tensor(inputs)
+    d_model, n_ctx = model.cfg.d_model, model.cfg.n_ctx
+    if (inputs.ndim != 3 or not inputs.dtype.is_floating_point or inputs.shape[-1] != d_model
+            or inputs.shape[1] < 1):
+        raise AblationError(f"inputs must be a float residual stream [batch, pos, {d_model}], got "
+                            f"{inputs.dtype} of shape {tuple(inputs.shape)}")
+    n_examples, n_pos = inputs.shape[:2]
+    if n_pos > n_ctx:
+        raise AblationError(f"inputs have {n_pos} positions but the model's n_ctx is {n_ctx}; "
+                            "shorten them")
+    targets = torch.as_tensor(targets)
+    if (targets.dtype.is_floating_point or targets.dtype == torch.bool
+            or targets.shape != (n_examples,)):
+        raise AblationError(f"targets must be integers of shape ({n_examples},), one per "
+                            f"example, got {targets.dtype} of shape {tuple(targets.shape)}")
+    if not isinstance(position, int) or not -n_pos <= position < n_pos:
+        raise AblationError(f"position={position!r} must be an integer in [{-n_pos}, "
+                            f"{n_pos - 1}] (-1: the last position)")
+    if not callable(readout):
+        raise AblationError("readout must be callable: readout(model, resid, targets) -> stats")
+    head_list = _check_heads(model, heads)
+    ablations = [tuple(head_list)] if jointly else [(h,) for h in head_list]
+    heads_per_pass = _check_heads_per_pass(heads_per_pass)
+    batch_size = _resolve_batch_size(model, n_pos, kind, batch_size, heads_per_pass)
+    device = _model_device(model)
+    dtype = next(model.parameters()).dtype
+    row = position % n_pos
+    cleans, deltas = [], []
+    for sl in tqdm(list(_batches(n_examples, batch_size)), disable=not progress,
+                   desc=f"{kind} ablation", unit="batch"):
+        n = sl.stop - sl.start
+        rows = torch.full((n, 1), row, dtype=torch.long, device=device)
+        c, d = _ablate_batch(model, None, kind, ablations, rows, heads_per_pass,
+                             resid=inputs[sl].to(device=device, dtype=dtype),
+                             targets=targets[sl, None].long().to(device), readout=readout)
+        cleans.append(c[:, 0].float().cpu())
+        deltas.append(d[:, :, 0].float().cpu())
+    if not cleans:
+        raise AblationError("inputs hold no examples; pass at least one sequence")
+    return ReadoutAblation(kind=kind, heads=head_list, clean=torch.cat(cleans),
+                           delta=torch.cat(deltas, dim=1), jointly=jointly)
 
 
 @torch.inference_mode()

@@ -21,6 +21,9 @@ metric               default    rows
 ``llc_heads``        no         refined LLC of each head (``llc_head`` per head; needs devinterp)
 ``reddy``            yes [R]    Reddy 2023 runs only: ``{ic,ic2,iw,train}_{accuracy,loss}``,
                                 ``ila1``, ``tila2``, ``tla2``, ``cla`` (model level)
+``reddy_ablation_*`` no         Reddy 2023 runs only, ``*`` = ``pattern`` or ``full``: each
+                                head ablated on the IC set, ``ic_ablated_{accuracy,loss}`` per
+                                head, ``ic_clean_{accuracy,loss}`` (``kind`` column)
 ===================  =========  ==================================================================
 
 [R]: the default for Reddy 2023 runs; the others are the defaults of language-model runs.
@@ -42,7 +45,7 @@ from induction_lens.runs.circuits import (
     qk_trace_metric,
 )
 from induction_lens.runs.context import EvalContext
-from induction_lens.runs.reddy import REDDY_ROWS, reddy_metric
+from induction_lens.runs.reddy import REDDY_ROWS, reddy_ablation_metric, reddy_metric
 from induction_lens.runs.registry import MetricFn, register_metric
 
 __all__ = ["DEFAULT_METRICS", "register_builtin_metrics"]
@@ -150,6 +153,11 @@ def register_builtin_metrics() -> None:
                     description="Reddy 2023: ic/ic2/iw/train accuracy and loss, ila1, tila2, "
                                 "tla2, cla")
     for kind in ("pattern", "full"):
+        register_metric(f"reddy_ablation_{kind}", _REDDY_ABLATION_FNS[kind], version="1",
+                        settings=("n_examples",), task="reddy", default=False,
+                        description=f"Reddy 2023: {kind} ablation of each head on the IC set, "
+                                    "ic_ablated_accuracy / ic_ablated_loss per head, "
+                                    "ic_clean_accuracy / ic_clean_loss (kind column)")
         register_metric(f"ablation_{kind}", _ABLATION_FNS[kind], version="2",
                         settings=ABLATION_SETTINGS, default=False, run_key=ablation_run_key,
                         description=f"{kind} ablation of every head: icl_score_delta, "
@@ -167,3 +175,4 @@ def register_builtin_metrics() -> None:
 
 _HEAD_FNS = {name: head_metric(name) for name in ("prefix_matching", "copying", "previous_token")}
 _ABLATION_FNS = {kind: ablation_metric(kind) for kind in ("pattern", "full")}
+_REDDY_ABLATION_FNS = {kind: reddy_ablation_metric(kind) for kind in ("pattern", "full")}
