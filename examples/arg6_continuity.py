@@ -11,21 +11,16 @@ the same rough amounts before and after the transition. [...] All of them form i
 heads." (and, in Argument 1, "the in-context learning score [...] is roughly constant across
 model sizes after the phase change").
 
-What runs (embedded synthetic corpus unless ``--data``, 1000 steps each unless ``--steps``):
-models with MLPs of growing depth, at laptop scale (:mod:`induction_lens.presets`; ``--scale
+What runs (embedded synthetic corpus unless ``--data``; each preset's laptop training, 1500
+steps of AdamW 5e-3 for these families, unless ``--steps``): models with MLPs of growing depth
+and the scaled ("full-scale") family, at laptop scale (:mod:`induction_lens.presets`; ``--scale
 paper`` gives the paper's widths, for a GPU):
 
-* default: the small models with MLPs ``mlp-2l`` and ``mlp-3l`` and the smallest model of the
-  "full-scale" family, ``full-4l`` (all d_model 64; 98k, 147k and 197k non-embedding
-  parameters). Our choice, for time: ``full-6l`` alone (d_model 96) takes about 8 minutes on 2
-  CPU cores, so the default spans depths 2-4 and only a 2x range of sizes;
-* ``--full``: adds ``full-6l`` (d_model 96) and ``full-10l`` (d_model 160, 3M parameters:
-  meant for a GPU with ``--device cuda``), the laptop family's ``d_model = 16 * n_layers``.
-
-Measured on 2 CPU cores (load ~5): at 1000 steps the models with MLPs have not finished the
-transition on the synthetic corpus (``mlp-2l`` ends with prefix matching 0.45 but no window is
-detected yet; ``mlp-3l`` and ``full-4l`` stay below 0.1), so the default claims FAIL; they
-need longer runs (``--steps 3000`` or more, a GPU), which the 10-minute default cannot afford.
+* default: the small models with MLPs ``mlp-2l`` and ``mlp-3l`` (d_model 64) and the
+  "full-scale" family's ``full-4l`` (d_model 64) and ``full-6l`` (d_model 96): depths 2 to 6,
+  98k to 664k non-embedding parameters;
+* ``--full``: adds ``full-10l`` (d_model 160, 3M parameters: meant for a GPU with ``--device
+  cuda``), the laptop family's ``d_model = 16 * n_layers``.
 
 Every model has at least 2 layers, so "more than one layer" holds for all of them; the
 one-layer contrast is Argument 1's (``arg1_co_occurrence.py``). Claims (windows from
@@ -59,7 +54,7 @@ NAME = "arg6_continuity"
 TITLE = "Argument 6: models of every depth >= 2 go through the phase change, to one ICL score"
 PAPER = ("Argument 6 (continuity from small to large models); Model Analysis Table, full-scale "
          "series")
-DEFAULT_PRESETS = ("mlp-2l", "mlp-3l", "full-4l")
+DEFAULT_PRESETS = ("mlp-2l", "mlp-3l", "full-4l", "full-6l")
 FULL_PRESETS = ("mlp-2l", "mlp-3l", "full-4l", "full-6l", "full-10l")
 INDUCTION_THRESHOLD = 0.3
 AFTER_SPREAD = 0.25

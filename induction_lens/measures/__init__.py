@@ -24,7 +24,9 @@ build it through :mod:`induction_lens.frame`, the one schema.
 
 from induction_lens.measures.ablations import (
     AblationResult,
+    ReadoutAblation,
     ablate,
+    ablate_readout,
     ablation_metrics,
     before_after_vector,
     clean_losses,
@@ -65,7 +67,9 @@ from induction_lens.measures.losses import (
 
 __all__ = [
     "AblationResult",
+    "ReadoutAblation",
     "ablate",
+    "ablate_readout",
     "ablation_metrics",
     "before_after_vector",
     "circuit_scores",
