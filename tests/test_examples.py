@@ -38,7 +38,7 @@ EXPECTED = {
         for c in ("induction_heads_copy", "induction_heads_prefix_match_by_weights",
                   "k_composition_with_previous_token_heads")],
     "arg6_continuity": ["phase_change[tiny-mlp-2l]", "phase_change[tiny-mlp-3l]",
-                        "phase_change[tiny-full-4l]",
+                        "phase_change[tiny-full-4l]", "phase_change[tiny-full-6l]",
                         "icl_after_roughly_constant", "icl_before_roughly_constant"],
 }
 
