@@ -11,8 +11,8 @@ the same rough amounts before and after the transition. [...] All of them form i
 heads." (and, in Argument 1, "the in-context learning score [...] is roughly constant across
 model sizes after the phase change").
 
-What runs (embedded synthetic corpus unless ``--data``; each preset's laptop training, 1500
-steps of AdamW 5e-3 for these families, unless ``--steps``): models with MLPs of growing depth
+What runs (embedded synthetic corpus unless ``--data``; each preset's laptop training, AdamW
+5e-3 for 1500 steps, 2000 for ``full-6l``, unless ``--steps``): models with MLPs of growing depth
 and the scaled ("full-scale") family, at laptop scale (:mod:`induction_lens.presets`; ``--scale
 paper`` gives the paper's widths, for a GPU):
 

@@ -19,8 +19,10 @@ The models with MLPs and the full-scale family train with AdamW 5e-3 for 1500 st
 scale (our choice, measured on the synthetic corpus): with the attention-only recipe they form
 their induction heads late or not at all in 1000 steps (``mlp-2l`` reaches prefix matching 0.45
 only at the last step, ``mlp-3l`` and ``full-4l`` stay below 0.1); at 5e-3 the phase change
-comes at step ~870 (``mlp-2l``), ~930 (``mlp-3l``) and ~990 (``full-4l``), each with a few
-hundred steps after it. A higher rate is not faster (1e-2: ``mlp-2l`` only at step ~980).
+comes at step ~870 (``mlp-2l``), ~930 (``mlp-3l``), ~990 (``full-4l``) and ~1450
+(``full-6l``), each with a few hundred steps after it (the deeper full-scale models train
+longer: :func:`_full_laptop_steps`). A higher rate is not faster (1e-2: ``mlp-2l`` only at
+step ~980), nor is a narrower model (``full-4l`` at d_model 32: step ~1450).
 """
 
 from dataclasses import dataclass, replace
@@ -85,6 +87,14 @@ def _small(name: str, family: Family, n_layers: int, *, attn_only: bool, smeared
                   RunConfig(paper, _PAPER_SMALL_TRAIN, DataSpec(), preset=name))
 
 
+def _full_laptop_steps(n_layers: int) -> int:
+    """Laptop training steps of ``full-{n_layers}l``: 1500 up to 4 layers, 250 more per layer
+    beyond (full-6l: 2000). Measured: the phase change needs about 4M tokens at 4 layers
+    (step ~990 of 32 x 128 tokens) and 6M at 6 layers (step ~1450), and halving the batch
+    halves neither (it comes at the same number of tokens)."""
+    return 1500 + 250 * max(0, n_layers - 4)
+
+
 def _full(n_layers: int) -> Preset:
     name = f"full-{n_layers}l"
     paper = ModelSpec(n_layers=n_layers, d_model=128 * n_layers, n_heads=2 * n_layers, d_head=64,
@@ -93,7 +103,8 @@ def _full(n_layers: int) -> Preset:
                        n_ctx=128, d_vocab=512, attn_only=False)
     return Preset(name, "full", f"full-scale family, {n_layers} layers, d_model = 128*{n_layers} "
                   f"at paper scale ({paper.n_params / 1e6:.0f}M non-embedding params)",
-                  RunConfig(laptop, _LAPTOP_MLP_TRAIN, DataSpec(), preset=name),
+                  RunConfig(laptop, replace(_LAPTOP_MLP_TRAIN, steps=_full_laptop_steps(n_layers)),
+                            DataSpec(), preset=name),
                   RunConfig(paper, _PAPER_FULL_TRAIN, DataSpec(), preset=name))
 
 
