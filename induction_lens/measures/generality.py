@@ -379,8 +379,9 @@ def fuzzy_copying(model: HookedTransformer, tokens: Int[Tensor, " pos"], *, laye
     """Per position: what one head does where a text repeats its *words* in other *tokens*.
 
     The paper's thesis (Argument 4 and the introduction) is that induction heads "perform a
-    'fuzzy' or 'nearest neighbor' version of pattern completion, completing [A*] [B*] ... [A]
-    -> [B], where A* ≈ A and B* ≈ B are similar in some space". At a scale a small model can
+    'fuzzy' or 'nearest neighbor' version of pattern completion, completing ``[A*] [B*] ...
+    [A] -> [B]``, where A* ≈ A and B* ≈ B are similar in some space" (the pattern set as code
+    here, so that the docs do not read its brackets as links). At a scale a small model can
     show, ``A*`` and ``A`` are the two spellings of one word (:func:`~induction_lens.data.
     tasks.variant`: first letter in either case), separate tokens that a corpus using them
     interchangeably teaches the model to treat alike. This is :func:`literal_copying` with
