@@ -484,26 +484,32 @@ def _claims(arg: str) -> str:
 
 
 def _results(arg: str) -> str:
-    """``[[results NAME NAME ...]]``: one row per example: PASS/FAIL counts, wall time and the
-    machine's load, from each ``NAME/summary.json`` (a missing one says which script fills it)."""
+    """``[[results NAME NAME ...]]``: one row per example: PASS/FAIL counts, wall time, how many
+    of its runs it trained and how many it found in the hub (reused runs cost no training
+    time), and the machine's load, from each ``NAME/summary.json`` (a missing one says which
+    script fills it)."""
     import json
 
     names = arg.split()
     if not names:
         raise PluginError("[[results NAME ...]] needs example names, e.g. arg1_co_occurrence")
-    lines = ["| Example | Mode | PASS | FAIL | Wall time | Load (1-min mean / CPUs) | Commit |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| Example | Mode | PASS | FAIL | Wall time | Runs trained / reused | "
+             "Load (1-min mean / CPUs) | Commit |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in names:
         path = find_output(f"{name}/summary.json")
         if path is None:
-            lines.append(f"| `{name}` | not run (`python examples/{name}.py`) | | | | | |")
+            lines.append(f"| `{name}` | not run (`python examples/{name}.py`) | | | | | | |")
             continue
         s = json.loads(path.read_text(encoding="utf-8"))
         load = s.get("load_average") or {}
         wall = s.get("wall_seconds")
+        status = [r.get("status") for r in s.get("runs", []) if isinstance(r, dict)]
+        reused = sum(x == "reused" for x in status)
         lines.append(
             f"| `{name}` | {s.get('mode')} | {s.get('passed')} | {s.get('failed')} | "
             f"{'' if wall is None else f'{wall / 60:.1f} min'} | "
+            f"{len(status) - reused} / {reused} | "
             f"{load.get('mean_1min', '')} / {load.get('cpu_count', '')} | "
             f"`{str(s.get('git_hash') or '')[:10]}` |")
     return "\n".join(lines) + "\n"
