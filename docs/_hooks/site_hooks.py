@@ -416,7 +416,10 @@ def _measured(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    return html.escape(str(value)).replace("|", "\\|").replace("\n", " ")
+    """A table cell's text: HTML escaped, pipes and brackets escaped (``[A] [B]`` in a claim's
+    words is not a link), on one line."""
+    return (html.escape(str(value)).replace("|", "\\|").replace("[", "\\[")
+            .replace("]", "\\]").replace("\n", " "))
 
 
 def _claims(arg: str) -> str:
