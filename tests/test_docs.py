@@ -47,9 +47,9 @@ def _slow(fn):
 
 MAIN_PAGES = {
     # page URL (relative to the site root) -> plotly figures drawn on it, at least (None: any
-    # number, including none; an argument page shows the example's figures only where the
-    # example has been run)
-    "": 0,
+    # number, including none). The home page and the argument pages draw the published
+    # results of the examples (docs/figures/NAME).
+    "": 1,
     "getting-started/": 0,
     "tutorial/": 6,
     "concepts/": 0,
@@ -60,8 +60,9 @@ MAIN_PAGES = {
     "concepts/circuits/": 0,
     "concepts/evaluating-runs/": 0,
     "arguments/": 0,
-    "arguments/arg1-co-occurrence/": None,
-    "arguments/arg4-generality/": None,
+    "arguments/arg1-co-occurrence/": 10,
+    "arguments/arg4-generality/": 1,
+    "arguments/arg6-continuity/": 1,
     "models/": 0,
     "hub/": 0,
     "cli/": 0,
