@@ -39,7 +39,7 @@ EXPECTED = {
                   "k_composition_with_previous_token_heads")],
     "arg6_continuity": ["phase_change[tiny-mlp-2l]", "phase_change[tiny-mlp-3l]",
                         "phase_change[tiny-full-4l]", "phase_change[tiny-full-6l]",
-                        "icl_after_roughly_constant", "icl_before_roughly_constant"],
+                        "icl_after_roughly_constant", "icl_before_small_at_every_size"],
 }
 
 
