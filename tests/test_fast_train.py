@@ -9,10 +9,16 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from induction_lens.config import RunConfig, TrainConfig
 from induction_lens.models import build_model, fused_attention
-from induction_lens.models.fast import fast_forward_ok, fast_lm_loss, fast_logits
+from induction_lens.models.fast import (
+    _UnembedCrossEntropy,
+    fast_forward_ok,
+    fast_lm_loss,
+    fast_logits,
+)
 from induction_lens.train import make_optimizer, train
 
 from .conftest import TINY_DATA, tiny_spec
@@ -148,3 +154,26 @@ def test_optimizer_is_fused_adamw_on_cpu_and_equals_the_loop():
             optimizer.step()
     for (name, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_unembed_cross_entropy_equals_the_plain_loss_under_any_upstream_gradient(dtype):
+    gen = torch.Generator().manual_seed(5)
+    leaves = [torch.randn(shape, generator=gen, dtype=dtype, requires_grad=True)
+              for shape in ((40, 8), (8, 30), (30,))]
+    targets = torch.randint(0, 30, (40,), generator=gen)
+    grads = []
+    for fused in (False, True):
+        for leaf in leaves:
+            leaf.grad = None
+        resid, w_u, b_u = leaves
+        if fused:
+            loss = _UnembedCrossEntropy.apply(resid, w_u, b_u, targets)
+        else:
+            loss = F.cross_entropy(resid @ w_u + b_u, targets)
+        (2.5 * loss).backward()  # an upstream gradient other than 1 must scale every gradient
+        grads.append((loss.detach(), [leaf.grad.clone() for leaf in leaves]))
+    (plain, plain_grads), (fused_loss, fused_grads) = grads
+    torch.testing.assert_close(fused_loss, plain)
+    for ours, reference in zip(fused_grads, plain_grads, strict=True):
+        torch.testing.assert_close(ours, reference)
