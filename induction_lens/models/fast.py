@@ -170,11 +170,14 @@ class _UnembedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, resid: Tensor, w_u: Tensor, b_u: Tensor, targets: Tensor) -> Tensor:
         logits = torch.addmm(b_u, resid, w_u)
-        lse = torch.logsumexp(logits, dim=1, keepdim=True)
-        loss = (lse - logits.gather(1, targets[:, None])).mean()
-        grad = logits.sub_(lse).exp_()  # the softmax, in place
-        grad.scatter_add_(1, targets[:, None], grad.new_full((targets.shape[0], 1), -1.0))
-        grad.div_(targets.shape[0])
+        picked = logits.gather(1, targets[:, None])
+        top = logits.amax(dim=1, keepdim=True)
+        grad = logits.sub_(top).exp_()  # one exponential, in place
+        total = grad.sum(dim=1, keepdim=True)
+        loss = (total.log() + top - picked).mean()  # logsumexp - logit of the target
+        grad.div_(total * targets.shape[0])  # the softmax over the number of rows
+        grad.scatter_add_(1, targets[:, None],
+                          grad.new_full((targets.shape[0], 1), -1.0 / targets.shape[0]))
         ctx.save_for_backward(resid, w_u, grad)
         return loss
 
