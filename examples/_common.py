@@ -519,7 +519,7 @@ def pca_pivot(pca: pd.DataFrame, run: str) -> dict[str, Any]:
     """Where a run's per-token-loss PCA trajectory pivots (Argument 1, "PCA pivot").
 
     The paper marks by eye where the trajectories "pivot". Here the pivot is
-    :func:`~induction_lens.analysis.changepoint.detect_pivot` on the trajectory in the first
+    :func:`~induction_lens.analysis.changepoint.detect_pivot`'s rule on the trajectory in the first
     two components: the checkpoint interval of the largest displacement, accepted when it is
     at least ``PivotParams.min_ratio`` (5) times the median displacement of the other
     intervals. The trajectory starts at the first checkpoint after initialisation (the first
@@ -527,20 +527,16 @@ def pca_pivot(pca: pd.DataFrame, run: str) -> dict[str, Any]:
     (``start``, ``end`` steps) and its midpoint ``step``, ``displacement`` and ``ratio`` (also
     when not accepted, for the report).
     """
-    from induction_lens.analysis.changepoint import PivotParams, detect_pivot
+    from induction_lens.analysis.changepoint import PivotParams, largest_displacement
 
     rows = pca[pca["run"] == run].sort_values("step")
     rows = rows[rows["step"] > rows["step"].min()]
     points = rows[["pc1", "pc2"]].to_numpy(dtype=np.float64)
     steps = rows["step"].to_numpy(dtype=np.float64)
-    none = {"pivoted": False, "step": None, "start": None, "end": None,
-            "displacement": float("nan"), "ratio": float("nan")}
     if len(points) < 4:
-        return none
-    # The largest interval whatever its ratio (a threshold just above 1), judged below.
-    best = detect_pivot(steps, points, params=PivotParams(min_ratio=1.0 + 1e-12))
-    if best is None:
-        return none
+        return {"pivoted": False, "step": None, "start": None, "end": None,
+                "displacement": float("nan"), "ratio": float("nan")}
+    best = largest_displacement(steps, points)  # reported whatever its ratio; judged here
     return {"pivoted": best.ratio >= PivotParams().min_ratio,
             "step": (best.start + best.end) / 2, "start": int(best.start), "end": int(best.end),
             "displacement": best.displacement, "ratio": best.ratio}

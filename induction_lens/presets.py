@@ -120,9 +120,9 @@ def _natural_text() -> Preset:
     and 250, see :func:`~induction_lens.measures.losses.icl_indices`) lie well inside the
     context; 2000 steps of 32 x 256 tokens (16.4M tokens, about 9 epochs of the 1.8M training
     tokens), so that the run fits in an hour on one busy core, and a checkpoint every 50
-    steps (2.5% of the run, enough points for the phase-change window). Pass ``--data
-    shakespeare`` on the command line: ``induction-lens train``'s ``--data`` replaces the
-    preset's data. The paper scale is ``attn-only-2l``'s paper-scale model on the same corpus
+    steps (2.5% of the run, enough points for the phase-change window). ``induction-lens
+    train --preset attn-only-2l-text`` trains on the preset's data (Shakespeare); ``--data``
+    replaces it. The paper scale is ``attn-only-2l``'s paper-scale model on the same corpus
     (its BPE then stops short of 2^16 tokens when the corpus runs out of pairs to merge).
     """
     name = "attn-only-2l-text"

@@ -13,8 +13,9 @@ bit-identical on CPU to one that was never interrupted.
 Speed: whenever nothing is hooked and the fused paths are on (``TrainConfig.fused_attention``),
 a step runs :func:`~induction_lens.models.fast.fast_lm_loss`, a plain-torch forward over the
 model's own parameters (one QKV matrix product, ``scaled_dot_product_attention``, one-kernel
-LayerNorm, one ``F.cross_entropy``); an intervention or any other hook sends the step through
-the ``HookedTransformer`` (its fused attention and LayerNorm where unhooked). The optimizer is
+LayerNorm, the unembedding fused with the cross-entropy and its gradient); an intervention
+or any other hook sends the step through the ``HookedTransformer`` (its fused attention and
+LayerNorm where unhooked). The optimizer is
 torch's fused AdamW on CPU and CUDA. ``benchmarks/bench_train.py`` compares the result with
 ``transformer_lens.train.train`` on the same batches.
 """

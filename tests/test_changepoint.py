@@ -21,6 +21,7 @@ from induction_lens.analysis.changepoint import (
     detect_pivot,
     find_changes,
     fit_spline,
+    largest_displacement,
     neighbour_noise,
     step_noise,
 )
@@ -296,6 +297,20 @@ def test_pivot_of_the_issue_numbers():
     pivot = detect_pivot(x, points)
     assert (pivot.start, pivot.end) == (600.0, 650.0)
     assert pivot.displacement == pytest.approx(48.6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_largest_displacement_is_reported_whether_or_not_it_is_a_pivot(seed):
+    walk = _walk(seed)
+    assert detect_pivot(np.arange(100.0), walk) is None
+    quiet = largest_displacement(np.arange(100.0), walk)
+    steps = np.linalg.norm(np.diff(walk, axis=0), axis=1)
+    k = int(np.argmax(steps))
+    assert (quiet.start_index, quiet.end_index) == (k, k + 1)
+    assert quiet.ratio == pytest.approx(steps[k] / np.median(np.delete(steps, k)))
+    assert quiet.ratio < PivotParams().min_ratio
+    walk[61:] += np.array([30.0, -20.0])
+    assert largest_displacement(np.arange(100.0), walk) == detect_pivot(np.arange(100.0), walk)
 
 
 def test_pivot_threshold_is_a_parameter():

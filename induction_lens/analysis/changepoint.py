@@ -79,6 +79,7 @@ __all__ = [
     "detect_pivot",
     "find_changes",
     "fit_spline",
+    "largest_displacement",
     "neighbour_noise",
     "step_noise",
 ]
@@ -558,6 +559,41 @@ class Pivot:
     """``displacement / noise``; infinite when the other intervals do not move."""
 
 
+def largest_displacement(x: Float[np.ndarray, " checkpoint"],
+                         points: Float[np.ndarray, "checkpoint component"]) -> Pivot:
+    """The checkpoint interval of the largest displacement of a trajectory, and its ratio to the
+    median displacement of the other intervals, whatever that ratio (:func:`detect_pivot`
+    judges it).
+
+    Raises:
+        EvalError: as :func:`detect_pivot`.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or x.ndim != 1:
+        raise EvalError(f"points must be 2-d (checkpoint, component) and x 1-d, got shapes "
+                        f"{points.shape} and {x.shape}; stack the components as columns")
+    if len(points) != len(x):
+        raise EvalError(f"x and points must have the same length, got {len(x)} and "
+                        f"{len(points)}; pass one row per checkpoint")
+    if len(x) < 4:
+        raise EvalError(f"a trajectory needs at least 4 checkpoints, got {len(x)}; evaluate "
+                        "more checkpoints of the run")
+    if not (np.isfinite(x).all() and np.isfinite(points).all()):
+        raise EvalError("the trajectory has non-finite values (NaN or inf); drop those "
+                        "checkpoints first")
+    if not (np.diff(x) > 0).all():
+        raise EvalError("x must be strictly increasing (one value per checkpoint); sort the "
+                        "trajectory and drop duplicate checkpoints")
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    k = int(np.argmax(steps))
+    noise = float(np.median(np.delete(steps, k)))
+    displacement = float(steps[k])
+    ratio = displacement / noise if noise > 0 else (math.inf if displacement > 0 else 0.0)
+    return Pivot(start=float(x[k]), end=float(x[k + 1]), start_index=k, end_index=k + 1,
+                 displacement=displacement, noise=noise, ratio=float(ratio))
+
+
 def detect_pivot(x: Float[np.ndarray, " checkpoint"],
                  points: Float[np.ndarray, "checkpoint component"], *,
                  params: PivotParams | None = None) -> Pivot | None:
@@ -581,29 +617,5 @@ def detect_pivot(x: Float[np.ndarray, " checkpoint"],
             than 4 checkpoints, a value is not finite or x is not strictly increasing.
     """
     params = params if params is not None else PivotParams()
-    x = np.asarray(x, dtype=np.float64)
-    points = np.asarray(points, dtype=np.float64)
-    if points.ndim != 2 or x.ndim != 1:
-        raise EvalError(f"points must be 2-d (checkpoint, component) and x 1-d, got shapes "
-                        f"{points.shape} and {x.shape}; stack the components as columns")
-    if len(points) != len(x):
-        raise EvalError(f"x and points must have the same length, got {len(x)} and "
-                        f"{len(points)}; pass one row per checkpoint")
-    if len(x) < 4:
-        raise EvalError(f"a trajectory needs at least 4 checkpoints, got {len(x)}; evaluate "
-                        "more checkpoints of the run")
-    if not (np.isfinite(x).all() and np.isfinite(points).all()):
-        raise EvalError("the trajectory has non-finite values (NaN or inf); drop those "
-                        "checkpoints first")
-    if not (np.diff(x) > 0).all():
-        raise EvalError("x must be strictly increasing (one value per checkpoint); sort the "
-                        "trajectory and drop duplicate checkpoints")
-    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    k = int(np.argmax(steps))
-    noise = float(np.median(np.delete(steps, k)))
-    displacement = float(steps[k])
-    ratio = displacement / noise if noise > 0 else (math.inf if displacement > 0 else 0.0)
-    if ratio < params.min_ratio:
-        return None
-    return Pivot(start=float(x[k]), end=float(x[k + 1]), start_index=k, end_index=k + 1,
-                 displacement=displacement, noise=noise, ratio=float(ratio))
+    pivot = largest_displacement(x, points)
+    return pivot if pivot.ratio >= params.min_ratio else None
