@@ -184,8 +184,10 @@ class _UnembedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, upstream: Tensor):  # type: ignore[override]
         resid, w_u, grad = ctx.saved_tensors
-        grad = grad * upstream
-        return grad @ w_u.T, resid.T @ grad, grad.sum(0), None
+        # The upstream gradient is a scalar: scale the three small results, not the
+        # [rows, d_vocab] buffer (one pass over it fewer).
+        return ((grad @ w_u.T).mul_(upstream), (resid.T @ grad).mul_(upstream),
+                grad.sum(0).mul_(upstream), None)
 
 
 def fast_lm_loss(model: HookedTransformer, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, ""]:
