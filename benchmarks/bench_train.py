@@ -13,11 +13,17 @@ sha256 sums); for TransformerLens, only its ``train`` call (the model is built a
 are generated before the clock starts). The default 200 steps is a fifth of a laptop run.
 
     python benchmarks/bench_train.py [--preset attn-only-2l,mlp-2l] [--steps 200] [--repeats 3]
-        [--threads N]
+        [--threads N] [--floor]
 
 Prints, per preset, the tokens/s of each side, then one line per preset with the ratio
 ours / TransformerLens and the ratio with our fast forward switched off
 (``TrainConfig.fused_attention=False``: TransformerLens's own forward through our trainer).
+
+``--floor`` also profiles our training step (``torch.profiler``, 10 steps after 3 warm-up
+steps) and prints how much of it the matrix products and the attention kernels take, forward
+and backward. Both sides do that arithmetic in float32, so TransformerLens's step time over
+that time bounds the ratio a trainer calling the same kernels could reach on this machine
+(only faster kernels, or less precision, would raise it).
 """
 
 import argparse
@@ -36,7 +42,18 @@ from transformer_lens.train import train as tl_train  # noqa: E402
 
 from induction_lens import get_preset, train  # noqa: E402
 from induction_lens.data import make_corpus  # noqa: E402
-from induction_lens.models import hooked_config, quiet_deprecation  # noqa: E402
+from induction_lens.models import (  # noqa: E402
+    build_model,
+    fused_attention,
+    hooked_config,
+    quiet_deprecation,
+)
+from induction_lens.models.fast import fast_lm_loss  # noqa: E402
+from induction_lens.train import make_optimizer  # noqa: E402
+
+ARITHMETIC = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention")
+"""Profiler op names (prefixes) of the matrix products and the attention kernels (forward and
+backward): the arithmetic both trainers must do."""
 
 
 def time_ours(cfg, steps: int, fused: bool) -> float:
@@ -61,6 +78,34 @@ def time_tl(cfg, steps: int) -> float:
     start = time.perf_counter()
     tl_train(model, tl_cfg, dataset)
     return time.perf_counter() - start
+
+
+def arithmetic_ms(cfg, steps: int = 10) -> tuple[float, float]:
+    """Milliseconds per training step of ours: ``(matrix products and attention kernels,
+    everything the profiler saw)``, from the self CPU times of ``steps`` profiled steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    net = build_model(cfg.model, seed=cfg.train.seed, device="cpu")
+    optimizer = make_optimizer(net, cfg.train)
+    corpus = make_corpus(cfg.data, d_vocab=cfg.model.d_vocab, n_ctx=cfg.model.n_ctx)
+    params = list(net.parameters())
+
+    def step(s: int) -> None:
+        fast_lm_loss(net, corpus.batch(s, cfg.train.batch_size)).backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    with fused_attention(net, True):
+        for s in range(3):
+            step(s)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for s in range(steps):
+                step(3 + s)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    kernels = sum(e.self_cpu_time_total for e in events if e.key.startswith(ARITHMETIC))
+    return kernels / 1e3 / steps, total / 1e3 / steps
 
 
 def bench(preset: str, steps: int, repeats: int) -> dict[str, float]:
@@ -92,7 +137,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads for both sides (default: torch's)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also profile our step: the share of matrix products and attention")
     args = parser.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        parser.error(f"--steps {args.steps} and --repeats {args.repeats} must be at least 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     presets = [p.strip() for p in args.preset.split(",") if p.strip()]
@@ -101,6 +150,13 @@ def main() -> None:
         print(f"ratio induction_lens / transformer_lens, {preset}: "
               f"{med['tl'] / med['ours']:.2f}x "
               f"(fast forward off: {med['tl'] / med['ours_unfused']:.2f}x)")
+    if args.floor:
+        for preset, med in results.items():
+            kernels, total = arithmetic_ms(get_preset(preset))
+            tl_step = med["tl"] / args.steps * 1e3
+            print(f"floor, {preset}: matrix products + attention kernels {kernels:.1f} ms of our "
+                  f"profiled {total:.1f} ms step; TransformerLens's step {tl_step:.1f} ms, so a "
+                  f"trainer calling the same kernels cannot exceed {tl_step / kernels:.2f}x here")
 
 
 if __name__ == "__main__":
