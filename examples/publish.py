@@ -51,8 +51,14 @@ def publish(name: str, source: Path) -> int:
         entry["png"] = None  # PNGs stay out of the repository
     summary["hub"] = Path(summary.get("hub", "hub")).name
     (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
+    # Swap in the new folder by renames only: the old results move aside first and are
+    # removed after the new ones are in place, so an interruption never leaves no results.
+    retired = DOCS_FIGURES / f".{name}.old"
+    shutil.rmtree(retired, ignore_errors=True)
+    if target.exists():
+        target.rename(retired)
     staging.rename(target)
+    shutil.rmtree(retired, ignore_errors=True)
     print(f"published {name}: {summary['passed']} PASS, {summary['failed']} FAIL -> {target}")
     return 0
 

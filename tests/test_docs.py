@@ -564,3 +564,43 @@ def test_every_argument_page_shows_its_results(site):
         assert "No results yet" not in html, f"{page.name}: no claims table"
         assert "Figure not generated yet" not in html, f"{page.name}: a figure is missing"
         assert "PASS" in html, f"{page.name}: no claim verdicts"
+
+
+def test_publish_refuses_unfinished_runs_and_replaces_old_results(tmp_path, monkeypatch, capsys):
+    """``examples/publish.py`` refuses a ``--tiny`` run and a run of other code, each with a
+    one-line error and nothing written; a good run replaces the published folder whole (no
+    file of the old results stays, no staging folder is left)."""
+    common = _example_common()
+    import publish
+
+    name = "arg3_ablations"
+    figures = tmp_path / "figures"
+    monkeypatch.setattr(publish, "DOCS_FIGURES", figures)
+    source = tmp_path / "out"
+    (source / name).mkdir(parents=True)
+    (source / name / "fig.html").write_text("<html>new</html>")
+
+    def write_summary(**overrides):
+        summary = {"example": name, "mode": "default", "error": None, "passed": 1, "failed": 0,
+                   "inputs_sha256": common.inputs_sha256(name), "hub": "/somewhere/hub",
+                   "figures": [{"name": "fig", "html": str(source / name / "fig.html"),
+                                "png": "fig.png"}], **overrides}
+        (source / name / "summary.json").write_text(json.dumps(summary))
+
+    write_summary(mode="tiny")
+    assert publish.publish(name, source) == 2
+    assert "publish only default-mode runs" in capsys.readouterr().err
+    write_summary(inputs_sha256={"examples/arg3_ablations.py": "0" * 64})
+    assert publish.publish(name, source) == 2
+    assert "other code" in capsys.readouterr().err
+    assert not figures.exists() or not any(figures.iterdir())
+
+    (figures / name).mkdir(parents=True)
+    (figures / name / "old.html").write_text("old")
+    write_summary()
+    assert publish.publish(name, source) == 0
+    assert sorted(p.name for p in (figures / name).iterdir()) == ["fig.html", "summary.json"]
+    published = json.loads((figures / name / "summary.json").read_text())
+    assert published["hub"] == "hub" and published["figures"][0] == {
+        "name": "fig", "html": "fig.html", "png": None}
+    assert sorted(p.name for p in figures.iterdir()) == [name]
