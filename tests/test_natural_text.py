@@ -131,3 +131,57 @@ def test_natural_text_example_in_tiny_mode(tmp_path, capsys):
         assert (out / f"{name}.html").is_file()
     printed = capsys.readouterr().out
     assert "summary:" in printed
+
+
+def _gpu_example():
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module("natural_text_gpu")
+
+
+def test_gpu_script_tiny_run_writes_frame_summary_and_figures(tmp_path, capsys):
+    """``examples/natural_text_gpu.py --tiny`` on the CPU: a 2 MB code corpus of this Python,
+    20 steps, every checkpoint evaluated; then ``--replot`` redraws the figures from its frame."""
+    g = _gpu_example()
+    out, hub = tmp_path / "out", tmp_path / "hub"
+    assert g.main(["--tiny", "--device", "cpu", "--hub", str(hub), "--out", str(out)]) == 0
+    corpus = hub / ".cache" / "code-2MB.jsonl"
+    docs = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
+    assert 2e6 <= sum(map(len, docs)) < 2e6 + 256_000  # stops at the first file past the cap
+    assert all(200 <= len(d.encode()) <= 256_000 for d in docs)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["run"] == "attn-only-2l-code-gpu" and summary["steps_trained"] == 20
+    assert summary["icl_indices"] == list(icl_indices(128)) == [12, 125]
+    assert summary["data"]["eval_fraction"] == 0.02
+    assert [c["step"] for c in summary["checkpoints"]] == [0, 5, 10, 15, 20]
+    frame = pd.read_parquet(out / "frame.parquet")
+    heads = frame[(frame["metric"] == "prefix_matching") & (frame["step"] == 20)]
+    assert len(heads) == 8  # 2 layers x 4 heads
+    first, last = summary["checkpoints"][0], summary["checkpoints"][-1]
+    assert last["loss"] < first["loss"]  # it trained
+    assert last["best_prefix_matching"] == pytest.approx(heads["value"].max())
+    log = pd.read_csv(out / "log.csv")
+    assert list(log["step"]) == list(range(1, 21))
+    for name in ("icl_score", "loss", "prefix_matching_attn-only-2l-code-gpu"):
+        assert go.Figure(json.loads((out / f"{name}.json").read_text())).data, name
+    replot = tmp_path / "replot"
+    assert g.main(["--replot", str(out), "--out", str(replot)]) == 0
+    assert (replot / "icl_score.json").is_file() and (replot / "loss.html").is_file()
+
+
+def test_gpu_script_refuses_bad_input(tmp_path, capsys, monkeypatch):
+    g = _gpu_example()
+    with pytest.raises(SystemExit, match="positive number of megabytes"):
+        g.main(["--tiny", "--device", "cpu", "--data", "code:lots", "--hub", str(tmp_path / "h"),
+                "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit) as err:
+        g.main(["--replot", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
+    assert err.value.code == 2 and "no frame.parquet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        g.main(["--tiny", "--device", "cpu", "--steps", "0", "--hub", str(tmp_path / "h")])
+    assert err.value.code == 2 and "--steps must be >= 1" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as err:
+        g.main(["--hub", str(tmp_path / "h"), "--out", str(tmp_path / "o")])
+    assert err.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()  # refused before anything was written
