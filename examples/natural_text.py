@@ -33,7 +33,7 @@ Claims (induction threshold: the best head's prefix-matching score >= 0.3, the t
 
 Run: ``python examples/natural_text.py [--hub hub] [--out DIR] [--tiny]`` (the full run is
 2000 steps: 44 minutes on one thread of a busy 2-core machine; ``--data files:PATH`` trains
-on other text).
+on other text). The paper's width on a GPU is ``examples/natural_text_gpu.py``.
 """
 
 import sys
