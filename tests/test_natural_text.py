@@ -148,7 +148,7 @@ def test_gpu_script_tiny_run_writes_frame_summary_and_figures(tmp_path, capsys):
     corpus = hub / ".cache" / "code-2MB.jsonl"
     docs = [json.loads(line)["text"] for line in corpus.read_text(encoding="utf-8").splitlines()]
     assert 2e6 <= sum(map(len, docs)) < 2e6 + 256_000  # stops at the first file past the cap
-    assert all(200 <= len(d.encode()) <= 256_000 for d in docs)
+    assert all(0 < len(d.encode()) <= 256_000 for d in docs)  # files over 256 KB skipped
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["run"] == "attn-only-2l-code-gpu" and summary["steps_trained"] == 20
     assert summary["icl_indices"] == list(icl_indices(128)) == [12, 125]
