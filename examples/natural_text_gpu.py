@@ -70,6 +70,7 @@ from induction_lens.models.transformer import build_model, fused_attention
 from induction_lens.runs.evaluate import evaluate_run
 from induction_lens.runs.settings import EvalSettings
 from induction_lens.train import make_optimizer, train
+from natural_text import band_icl_score, icl_standard_error, round_figure
 
 CODE_MB = 150.0
 """Default size of the ``code`` corpus (megabytes of text)."""
@@ -84,7 +85,6 @@ def write_figures(frame: pd.DataFrame, out: Path) -> list[str]:
     shaded with the detected prefix-matching windows (the ICL score is too noisy here for a
     window of its own: see the docs). Returns the names written."""
     from induction_lens import viz
-    from natural_text import round_figure  # the examples folder is on sys.path
 
     windows = phase_changes(frame, signals=("icl_score", "prefix_matching"))
     shade = {"windows": windows, "window_signal": "prefix_matching"}
@@ -189,7 +189,9 @@ def seconds_per_step(cfg: RunConfig, device: torch.device, n: int = 10) -> float
 
 
 def summarise(frame: pd.DataFrame, cfg: RunConfig, log: pd.DataFrame, run: str) -> dict:
-    """The figures the docs quote: ICL score before/after, best head, detected window."""
+    """The figures the docs quote, per checkpoint (loss, ICL score with its standard error and
+    the band reading of ``natural_text.py``, best prefix-matching and previous-token heads)
+    and for the run (first checkpoint with an induction head, detected windows)."""
     early, late = icl_indices(cfg.model.n_ctx)
     steps = sorted(int(s) for s in frame["step"].unique())
     icl = frame[frame["metric"] == "icl_score"].set_index("step")["value"]
@@ -200,8 +202,11 @@ def summarise(frame: pd.DataFrame, cfg: RunConfig, log: pd.DataFrame, run: str) 
     hits = best[best["value"] >= PREFIX_MATCHING_THRESHOLD]
     formed = None if hits.empty else int(hits.index[0])
     window = detect_phase_change(frame, signal="icl_score", run=run)
+    prefix_window = detect_phase_change(frame, signal="prefix_matching", run=run)
     per_step = [{"step": s, "tokens": s * cfg.train.batch_size * cfg.model.n_ctx,
                  "loss": float(loss.get(s, np.nan)), "icl_score": float(icl.get(s, np.nan)),
+                 "icl_standard_error": icl_standard_error(frame, s),
+                 "band_icl_score": band_icl_score(frame, s, early, late),
                  "best_prefix_matching": float(best["value"].get(s, np.nan)),
                  "best_head": (f"L{int(best.loc[s, 'layer'])}H{int(best.loc[s, 'head'])}"
                                if s in best.index else None),
@@ -213,6 +218,8 @@ def summarise(frame: pd.DataFrame, cfg: RunConfig, log: pd.DataFrame, run: str) 
         "train_seconds": float(log["seconds"].sum()) if len(log) else 0.0,
         "induction_step": formed, "threshold": PREFIX_MATCHING_THRESHOLD,
         "icl_window": None if window is None else [window.start_step, window.end_step],
+        "prefix_matching_window": (None if prefix_window is None
+                                   else [prefix_window.start_step, prefix_window.end_step]),
         "checkpoints": per_step,
     }
 
