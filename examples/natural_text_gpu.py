@@ -62,6 +62,7 @@ import torch
 from induction_lens.analysis.heads import PREFIX_MATCHING_THRESHOLD
 from induction_lens.analysis.phases import detect_phase_change, phase_changes
 from induction_lens.config import DataSpec, ModelSpec, RunConfig, TrainConfig
+from induction_lens.constants import CACHE_DIR
 from induction_lens.data import make_corpus
 from induction_lens.hub import Hub
 from induction_lens.measures.losses import icl_indices
@@ -70,7 +71,7 @@ from induction_lens.models.transformer import build_model, fused_attention
 from induction_lens.runs.evaluate import evaluate_run
 from induction_lens.runs.settings import EvalSettings
 from induction_lens.train import make_optimizer, train
-from natural_text import band_icl_score, icl_standard_error, round_figure
+from natural_text import band_icl_score, best_prefix, icl_standard_error, round_figure
 
 CODE_MB = 150.0
 """Default size of the ``code`` corpus (megabytes of text)."""
@@ -140,7 +141,7 @@ def data_spec(args: argparse.Namespace, hub: Hub) -> DataSpec:
         if megabytes <= 0:
             raise SystemExit(f"--data {args.data}: the code corpus size must be a positive "
                              "number of megabytes, e.g. code:150")
-        path = hub.root / ".cache" / f"code-{megabytes:g}MB.jsonl"
+        path = hub.root / CACHE_DIR / f"code-{megabytes:g}MB.jsonl"
         if not path.is_file():
             write_code_corpus(path, megabytes)
         spec = DataSpec(source="files", files=(str(path.resolve()),))
@@ -196,14 +197,13 @@ def summarise(frame: pd.DataFrame, cfg: RunConfig, log: pd.DataFrame, run: str) 
     steps = sorted(int(s) for s in frame["step"].unique())
     icl = frame[frame["metric"] == "icl_score"].set_index("step")["value"]
     loss = frame[frame["metric"] == "loss"].set_index("step")["value"]
-    prefix = frame[frame["metric"] == "prefix_matching"].sort_values(["step", "value"])
-    best = prefix.groupby("step").tail(1).set_index("step")
+    best = best_prefix(frame).set_index("step")
     prev = frame[frame["metric"] == "previous_token"].groupby("step")["value"].max()
     hits = best[best["value"] >= PREFIX_MATCHING_THRESHOLD]
     formed = None if hits.empty else int(hits.index[0])
     window = detect_phase_change(frame, signal="icl_score", run=run)
     prefix_window = detect_phase_change(frame, signal="prefix_matching", run=run)
-    per_step = [{"step": s, "tokens": s * cfg.train.batch_size * cfg.model.n_ctx,
+    per_step = [{"step": s, "tokens": int(best.loc[s, "train_tokens"]),
                  "loss": float(loss.get(s, np.nan)), "icl_score": float(icl.get(s, np.nan)),
                  "icl_standard_error": icl_standard_error(frame, s),
                  "band_icl_score": band_icl_score(frame, s, early, late),
@@ -288,12 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = Hub(args.hub)
     data = data_spec(args, hub)
     t0 = time.perf_counter()
-    spec = run_config(args, 1000, data).model  # the corpus is cached before the clock starts
-    make_corpus(data, d_vocab=spec.d_vocab, n_ctx=spec.n_ctx, cache_dir=hub.root / ".cache")
+    probe = run_config(args, 1000, data)  # the model; the steps are set below
+    # The corpus is cached before the clock starts; train() then reads the cache.
+    make_corpus(data, d_vocab=probe.model.d_vocab, n_ctx=probe.model.n_ctx,
+                cache_dir=hub.root / CACHE_DIR)
     print(f"corpus ready in {time.perf_counter() - t0:.0f} s", flush=True)
 
     if args.steps is None:
-        per_step = seconds_per_step(run_config(args, 1000, data), device)
+        per_step = seconds_per_step(probe, device)
         steps = max(args.checkpoints, int(args.train_seconds / per_step))
         print(f"probe: {per_step * 1000:.1f} ms/step -> {steps} steps", flush=True)
     else:
@@ -326,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frame.to_parquet(out / "frame.parquet", index=False)
     print(f"evaluated {frame['step'].nunique()} checkpoints in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
-    summary = summarise(frame, replace(cfg, train=hub.config(args.run).train), log, args.run)
+    summary = summarise(frame, hub.config(args.run), log, args.run)
     summary["eval_examples"] = settings.n_examples
     (out / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
     write_figures(frame, out)
