@@ -33,12 +33,21 @@ Claims (induction threshold: the best head's prefix-matching score >= 0.3, the t
 
 Run: ``python examples/natural_text.py [--hub hub] [--out DIR] [--tiny]`` (the full run is
 2000 steps: 44 minutes on one thread of a busy 2-core machine; ``--data files:PATH`` trains
-on other text). The paper's width on a GPU is ``examples/natural_text_gpu.py``.
+on other text). ``--code MB`` trains on Python source instead: the first ``MB`` megabytes of
+the running Python's own ``.py`` files (standard library first, sorted by path), written once
+into the hub's cache, as run ``attn-only-2l-text-codeMB``; ``--checkpoint-every N`` replaces
+the preset's 50 (a long run needs fewer checkpoints). On Python source the same model does
+form an induction head on 2 CPU cores (see ``docs/natural-text.md`` for the command and the
+numbers). The paper's width on a GPU is ``examples/natural_text_gpu.py``.
 """
 
+import argparse
+import json
 import sys
+import sysconfig
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,6 +56,8 @@ import plotly.graph_objects as go
 from induction_lens.analysis.heads import PREFIX_MATCHING_THRESHOLD
 from induction_lens.analysis.losses import loss_by_context
 from induction_lens.analysis.phases import PhaseWindow, detect_phase_change, phase_changes
+from induction_lens.config import DataSpec
+from induction_lens.constants import CACHE_DIR
 from induction_lens.measures.losses import icl_indices
 from induction_lens.presets import get_preset
 from induction_lens.viz import HEIGHT, TEMPLATE, run_colour
@@ -54,12 +65,46 @@ from induction_lens.viz import HEIGHT, TEMPLATE, run_colour
 import _common as C
 
 NAME = "natural_text"
-TITLE = "Induction heads on natural text (Shakespeare, BPE)"
+TITLE = "Induction heads on natural text (Shakespeare or Python source, BPE)"
 PAPER = ("Argument 1 on natural text: the ICL score falls in the window in which induction "
          "heads form (Olsson et al. 2022, Key Concepts and Argument 1)")
 PRESET = "attn-only-2l-text"
 METRICS = ("losses", "prefix_matching", "copying", "previous_token")
 SIGNIFICANT = 4
+
+
+def write_code_corpus(path: Path, megabytes: float) -> None:
+    """The ``code`` corpus: the first ``megabytes`` of ``.py`` text of this Python's standard
+    library and site-packages (sorted by path; files under 200 bytes or over 256 KB, and files
+    that are not UTF-8, skipped), as JSON lines ``{"text": ...}``, written atomically."""
+    roots = sorted({Path(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")})
+    # A site-packages nested in the standard library's folder is reached from its own root.
+    files = sorted(f for root in roots for f in root.rglob("*.py")
+                   if "site-packages" not in str(f.relative_to(root)))
+    cap, total = int(megabytes * 1e6), 0
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", encoding="utf-8") as fh:
+        for file in files:
+            try:
+                if not 200 <= file.stat().st_size <= 256_000:
+                    continue
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            fh.write(json.dumps({"text": text}) + "\n")
+            total += len(text)
+            if total >= cap:
+                break
+    tmp.replace(path)
+
+
+def code_corpus(hub_root: Path, megabytes: float) -> Path:
+    """The ``code`` corpus of ``megabytes`` in the hub's cache (written once); its resolved path."""
+    path = Path(hub_root) / CACHE_DIR / f"code-{megabytes:g}MB.jsonl"
+    if not path.is_file():
+        write_code_corpus(path, megabytes)
+    return path.resolve()
 
 
 def best_prefix(frame: pd.DataFrame) -> pd.DataFrame:
@@ -147,7 +192,21 @@ def window_facts(window: PhaseWindow | None) -> dict:
 def body(ex: C.Example) -> None:
     preset = get_preset(PRESET, ex.args.scale)
     data = preset.data if ex.data.is_synthetic else ex.data
-    run = ex.ensure_run(PRESET, data=data)
+    name = None
+    if ex.args.code is not None:
+        if not ex.data.is_synthetic:
+            raise C.ExampleError(f"--code {ex.args.code:g} and --data {ex.args.data} name two "
+                                 "corpora; pass one of them")
+        if not ex.args.code > 0:
+            raise C.ExampleError(f"--code {ex.args.code:g}: the code corpus size must be a "
+                                 "positive number of megabytes, e.g. --code 30")
+        data = DataSpec(source="files", files=(str(code_corpus(ex.hub.root, ex.args.code)),))
+        name = ex.run_name(PRESET, suffix=f"code{ex.args.code:g}")
+    every = ex.args.checkpoint_every
+    if every is not None and every < 1:
+        raise C.ExampleError(f"--checkpoint-every {every} must be a positive number of steps")
+    run = ex.ensure_run(PRESET, data=data, run=name,
+                        train_fields=None if every is None else {"checkpoint_every": every})
     cfg = ex.hub.config(run)
     n_eval = ex.hub.corpus(run).n_eval
     # The held-out chunks bound the evaluation set (146 at the preset's context) and the
@@ -176,7 +235,8 @@ def body(ex: C.Example) -> None:
     icl = {f"step_{s}": model_value(frame, "icl_score", s)
            for s in sorted({steps[0], before, after, last})}
     ex.facts.update({
-        "run": run, "n_ctx": cfg.model.n_ctx, "d_vocab": cfg.model.d_vocab,
+        "run": run, "corpus": cfg.data.to_dict(), "n_ctx": cfg.model.n_ctx,
+        "d_vocab": cfg.model.d_vocab,
         "steps": last, "tokens_per_step": cfg.train.batch_size * cfg.model.n_ctx,
         "eval_examples": settings.n_examples, "held_out_chunks": n_eval,
         "icl_indices": [early, late], "icl_score": icl,
@@ -238,8 +298,17 @@ def body(ex: C.Example) -> None:
         ex.figure(name, build_and_save, caption=caption)
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--code", type=float, default=None, metavar="MB",
+                   help="train on Python source instead: the first MB megabytes of this "
+                        "Python's own .py files (standard library first), written once into "
+                        "the hub's cache (run attn-only-2l-text-codeMB)")
+    p.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                   help="checkpoint every N steps (default: the preset's 50)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return C.main(NAME, TITLE, body, argv, description=__doc__)
+    return C.main(NAME, TITLE, body, argv, description=__doc__, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

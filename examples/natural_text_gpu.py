@@ -49,7 +49,6 @@ import argparse
 import json
 import shutil
 import sys
-import sysconfig
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -71,7 +70,13 @@ from induction_lens.models.transformer import build_model, fused_attention
 from induction_lens.runs.evaluate import evaluate_run
 from induction_lens.runs.settings import EvalSettings
 from induction_lens.train import make_optimizer, train
-from natural_text import band_icl_score, best_prefix, icl_standard_error, round_figure
+from natural_text import (
+    band_icl_score,
+    best_prefix,
+    code_corpus,
+    icl_standard_error,
+    round_figure,
+)
 
 CODE_MB = 150.0
 """Default size of the ``code`` corpus (megabytes of text)."""
@@ -104,32 +109,6 @@ class _OutOfTime(Exception):
     """Raised from the checkpoint callback once the wall-clock budget is spent."""
 
 
-def write_code_corpus(path: Path, megabytes: float) -> None:
-    """The ``code`` corpus: the first ``megabytes`` of ``.py`` text of this Python's standard
-    library and site-packages (sorted by path; files under 200 bytes or over 256 KB, and files
-    that are not UTF-8, skipped), as JSON lines ``{"text": ...}``, written atomically."""
-    roots = sorted({Path(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")})
-    # A site-packages nested in the standard library's folder is reached from its own root.
-    files = sorted(f for root in roots for f in root.rglob("*.py")
-                   if "site-packages" not in str(f.relative_to(root)))
-    cap, total = int(megabytes * 1e6), 0
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tmp.open("w", encoding="utf-8") as fh:
-        for file in files:
-            try:
-                if not 200 <= file.stat().st_size <= 256_000:
-                    continue
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            fh.write(json.dumps({"text": text}) + "\n")
-            total += len(text)
-            if total >= cap:
-                break
-    tmp.replace(path)
-
-
 def data_spec(args: argparse.Namespace, hub: Hub) -> DataSpec:
     """``--data`` as a :class:`DataSpec` (``code[:MB]`` written into the hub's cache once)."""
     kind, _, size = args.data.partition(":")
@@ -141,10 +120,7 @@ def data_spec(args: argparse.Namespace, hub: Hub) -> DataSpec:
         if megabytes <= 0:
             raise SystemExit(f"--data {args.data}: the code corpus size must be a positive "
                              "number of megabytes, e.g. code:150")
-        path = hub.root / CACHE_DIR / f"code-{megabytes:g}MB.jsonl"
-        if not path.is_file():
-            write_code_corpus(path, megabytes)
-        spec = DataSpec(source="files", files=(str(path.resolve()),))
+        spec = DataSpec(source="files", files=(str(code_corpus(hub.root, megabytes)),))
         fraction = 0.02
     else:
         spec, fraction = DataSpec.parse(args.data), 0.1

@@ -133,6 +133,39 @@ def test_natural_text_example_in_tiny_mode(tmp_path, capsys):
     assert "summary:" in printed
 
 
+@pytest.mark.slow
+def test_natural_text_example_on_code_with_its_own_checkpoint_interval(tmp_path):
+    """``--code MB``: the corpus of this Python's source written into the hub's cache, a run
+    named after it, trained with ``--checkpoint-every`` (default mode: ``--tiny`` sets its own
+    interval), 8 steps; the summary records the corpus."""
+    hub, out = tmp_path / "hub", tmp_path / "out"
+    code = _example().main(["--code", "1", "--checkpoint-every", "4", "--steps", "8",
+                            "--hub", str(hub), "--out", str(out), "--threads", "1", "--no-png",
+                            "-q"])
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    run = "attn-only-2l-text-code1"
+    assert summary["error"] is None and summary["facts"]["run"] == run
+    corpus = (hub / ".cache" / "code-1MB.jsonl").resolve()
+    assert summary["facts"]["corpus"]["files"] == [str(corpus)]
+    from induction_lens.hub import Hub
+
+    assert [e.step for e in Hub(hub).manifest(run)] == [0, 4, 8]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--code", "0"], "must be a positive number of megabytes"),
+    (["--code", "2", "--data", "shakespeare"], "name two corpora"),
+    (["--checkpoint-every", "0"], "must be a positive number of steps"),
+])
+def test_natural_text_example_refuses_bad_code_options(tmp_path, capsys, argv, message):
+    hub, out = tmp_path / "hub", tmp_path / "out"
+    code = _example().main(["--tiny", *argv, "--hub", str(hub), "--out", str(out), "-q"])
+    assert code == 2
+    assert message in capsys.readouterr().out
+    assert not list(hub.glob("*code*")) and not (hub / ".cache").exists()  # nothing written
+
+
 def _gpu_example():
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
