@@ -58,6 +58,7 @@ from induction_lens.analysis.losses import loss_by_context
 from induction_lens.analysis.phases import PhaseWindow, detect_phase_change, phase_changes
 from induction_lens.config import DataSpec
 from induction_lens.constants import CACHE_DIR
+from induction_lens.io import atomic_write_bytes
 from induction_lens.measures.losses import icl_indices
 from induction_lens.presets import get_preset
 from induction_lens.viz import HEIGHT, TEMPLATE, run_colour
@@ -81,22 +82,19 @@ def write_code_corpus(path: Path, megabytes: float) -> None:
     # A site-packages nested in the standard library's folder is reached from its own root.
     files = sorted(f for root in roots for f in root.rglob("*.py")
                    if "site-packages" not in str(f.relative_to(root)))
-    cap, total = int(megabytes * 1e6), 0
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tmp.open("w", encoding="utf-8") as fh:
-        for file in files:
-            try:
-                if not 200 <= file.stat().st_size <= 256_000:
-                    continue
-                text = file.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
+    cap, total, lines = int(megabytes * 1e6), 0, []
+    for file in files:
+        try:
+            if not 200 <= file.stat().st_size <= 256_000:
                 continue
-            fh.write(json.dumps({"text": text}) + "\n")
-            total += len(text)
-            if total >= cap:
-                break
-    tmp.replace(path)
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        lines.append(json.dumps({"text": text}) + "\n")
+        total += len(text)
+        if total >= cap:
+            break
+    atomic_write_bytes(path, "".join(lines).encode("utf-8"))
 
 
 def code_corpus(hub_root: Path, megabytes: float) -> Path:
@@ -192,6 +190,9 @@ def window_facts(window: PhaseWindow | None) -> dict:
 def body(ex: C.Example) -> None:
     preset = get_preset(PRESET, ex.args.scale)
     data = preset.data if ex.data.is_synthetic else ex.data
+    every = ex.args.checkpoint_every
+    if every is not None and every < 1:
+        raise C.ExampleError(f"--checkpoint-every {every} must be a positive number of steps")
     name = None
     if ex.args.code is not None:
         if not ex.data.is_synthetic:
@@ -202,9 +203,6 @@ def body(ex: C.Example) -> None:
                                  "positive number of megabytes, e.g. --code 30")
         data = DataSpec(source="files", files=(str(code_corpus(ex.hub.root, ex.args.code)),))
         name = ex.run_name(PRESET, suffix=f"code{ex.args.code:g}")
-    every = ex.args.checkpoint_every
-    if every is not None and every < 1:
-        raise C.ExampleError(f"--checkpoint-every {every} must be a positive number of steps")
     run = ex.ensure_run(PRESET, data=data, run=name,
                         train_fields=None if every is None else {"checkpoint_every": every})
     cfg = ex.hub.config(run)

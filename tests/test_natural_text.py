@@ -13,6 +13,7 @@ import torch
 
 from induction_lens.config import DataSpec, RunConfig
 from induction_lens.constants import BOS_TOKEN_ID
+from induction_lens.hub import Hub
 from induction_lens.measures.losses import icl_indices
 from induction_lens.models import build_model
 from induction_lens.presets import PRESETS, get_preset, list_presets
@@ -148,8 +149,6 @@ def test_natural_text_example_on_code_with_its_own_checkpoint_interval(tmp_path)
     assert summary["error"] is None and summary["facts"]["run"] == run
     corpus = (hub / ".cache" / "code-1MB.jsonl").resolve()
     assert summary["facts"]["corpus"]["files"] == [str(corpus)]
-    from induction_lens.hub import Hub
-
     assert [e.step for e in Hub(hub).manifest(run)] == [0, 4, 8]
 
 
@@ -157,6 +156,7 @@ def test_natural_text_example_on_code_with_its_own_checkpoint_interval(tmp_path)
     (["--code", "0"], "must be a positive number of megabytes"),
     (["--code", "2", "--data", "shakespeare"], "name two corpora"),
     (["--checkpoint-every", "0"], "must be a positive number of steps"),
+    (["--code", "2", "--checkpoint-every", "0"], "must be a positive number of steps"),
 ])
 def test_natural_text_example_refuses_bad_code_options(tmp_path, capsys, argv, message):
     hub, out = tmp_path / "hub", tmp_path / "out"
